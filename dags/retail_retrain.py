@@ -1,0 +1,82 @@
+"""
+### Retail retrain
+
+Runs when fresh sales, reviews and interactions have all been validated, or weekly,
+whichever comes first. For each model family (review sentiment, demand forecaster,
+recommender):
+
+**build_dataset** (time-based train / holdout split from validated data) →
+**fine_tune** (logged to MLflow) → **evaluate** (challenger, champion and baseline on the
+same holdout) → **gate** (every failed rule with its reason) → **register** (every
+challenger, tagged with its gate decision) → **promote** (moves the `champion` alias only
+when the gate passed; skipped otherwise). A promotion updates the family's champion Asset,
+which runs its consumer DAG.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, dag, task
+from airflow.sdk.exceptions import AirflowSkipException
+
+from pipeline import steps
+from pipeline.assets import FAMILIES, FEEDS, champion_asset, validated_asset
+from pipeline.settings import load_settings
+
+settings = load_settings()
+VALIDATED = {feed: Asset(validated_asset(feed)) for feed in FEEDS}
+CHAMPION = {family: Asset(champion_asset(family)) for family in FAMILIES}
+
+
+@dag(
+    dag_id="retail_retrain",
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable(settings.retrain_cron, timezone="UTC"),
+        assets=VALIDATED["sales"] & VALIDATED["reviews"] & VALIDATED["interactions"],
+    ),
+    start_date=pendulum.parse(settings.start_date),
+    catchup=False,
+    max_active_runs=1,
+    max_active_tasks=settings.max_parallel_training,
+    doc_md=__doc__,
+    tags=["retail", "training"],
+    default_args={"retries": 1, "retry_delay": pendulum.duration(minutes=5)},
+)
+def retail_retrain() -> None:
+    for family in FAMILIES:
+
+        @task(task_id=f"build_dataset_{family}", doc_md="Train and holdout sets from validated partitions.")
+        def build_dataset(family: str = family, ds: str | None = None) -> str:
+            return steps.build_dataset(family, ds)
+
+        @task(task_id=f"fine_tune_{family}", doc_md="Fine-tune the model; returns the MLflow run id.")
+        def fine_tune(dataset_uri: str, family: str = family, ds: str | None = None) -> str:
+            return steps.fine_tune(family, dataset_uri, ds)
+
+        @task(task_id=f"evaluate_{family}", doc_md="Score challenger, champion and baseline on the holdout.")
+        def evaluate(dataset_uri: str, run_id: str, family: str = family) -> str:
+            return steps.evaluate(family, dataset_uri, run_id)
+
+        @task(task_id=f"gate_{family}", doc_md="Apply the gate rules; log the decision and every reason.")
+        def gate(run_id: str, family: str = family) -> dict:
+            return steps.gate(family, run_id)
+
+        @task(task_id=f"register_{family}", doc_md="Register the challenger with its gate decision.")
+        def register(run_id: str, decision: dict, family: str = family) -> str:
+            return steps.register(family, run_id, decision)
+
+        @task(task_id=f"promote_{family}", outlets=[CHAMPION[family]],
+              doc_md="Move the `champion` alias when the gate passed; skip otherwise.")
+        def promote(version: str, family: str = family) -> str:
+            if not steps.promote(family, version):
+                raise AirflowSkipException(f"{family} version {version} did not pass the gate")
+            return version
+
+        dataset = build_dataset()
+        run_id = fine_tune(dataset)
+        evaluated = evaluate(dataset, run_id)
+        decision = gate(evaluated)
+        promote(register(evaluated, decision))
+
+
+retail_retrain()

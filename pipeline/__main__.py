@@ -1,0 +1,60 @@
+"""Command line: ``python -m pipeline <command>`` (see ``--help``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from datetime import date, timedelta
+
+from pipeline.settings import load_settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description="retail-mlops pipeline")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo-data", help="write the bundled real data sets as dated drops")
+    demo.add_argument("--landing", help="landing URI (default: settings' landing)")
+    demo.add_argument("--start", help="first drop date, YYYY-MM-DD (default: settings.demo_start)")
+    demo.add_argument("--days", type=int, help="number of daily drops (default: settings.demo_days)")
+    demo.add_argument("--stores", type=int, default=0, help="keep only the first N stores (0: all)")
+    demo.add_argument("--reviews", type=int, default=0, help="keep only the last N reviews (0: all)")
+    demo.add_argument("--customers", type=int, default=0, help="keep only the first N customers (0: all)")
+
+    summary = sub.add_parser("summary", help="print registered models and consumer outputs")
+    summary.add_argument("--date", help="logical date of the outputs (default: last demo day)")
+
+    models = sub.add_parser("models", help="model registry")
+    models.add_argument("action", choices=["status"])
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = load_settings()
+    last_demo_day = date.fromisoformat(settings.demo_start) + timedelta(days=settings.demo_days - 1)
+
+    if args.command == "demo-data":
+        from pipeline.demo_data import DemoLimits, write_demo_drops
+        from pipeline.lake import Lake
+
+        written = write_demo_drops(
+            Lake(args.landing or settings.landing, settings.s3_endpoint_url),
+            date.fromisoformat(args.start or settings.demo_start),
+            args.days or settings.demo_days,
+            DemoLimits(args.stores, args.reviews, args.customers),
+        )
+        print(f"wrote demo drops: {written}")
+    elif args.command == "summary":
+        from pipeline.report import render_summary
+
+        print(render_summary(settings, date.fromisoformat(args.date) if args.date else last_demo_day))
+    elif args.command == "models":
+        from pipeline.report import model_rows
+
+        for row in model_rows(settings):
+            print(row)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Training and holdout sets for each model family, built from validated partitions.
+
+Splits are by time so a model is always judged on what came after what it learned from:
+- sentiment: labelled reviews, the latest ``holdout_fraction`` by ``created_at`` held out;
+- forecaster: the last ``horizon`` periods of every store x sku series held out;
+- recommender: each customer's last interaction held out (leave-last-out).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date
+
+import pandas as pd
+
+from pipeline.ingest.publish import read_validated
+from pipeline.lake import Lake
+from pipeline.settings import TrainingSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FamilyData:
+    """What one family trains and is judged on. ``catalog`` is used by the recommender."""
+
+    train: pd.DataFrame
+    holdout: pd.DataFrame
+    catalog: pd.DataFrame | None = None
+
+
+def split_reviews(reviews: pd.DataFrame, holdout_fraction: float, max_train_rows: int) -> FamilyData:
+    """Labelled reviews only; columns text, label, created_at (+ sku)."""
+    labelled = reviews.dropna(subset=["label"]).sort_values(["created_at", "review_id"])
+    labelled = labelled[["review_id", "sku", "text", "label", "created_at"]].reset_index(drop=True)
+    n_holdout = max(1, int(round(len(labelled) * holdout_fraction)))
+    train, holdout = labelled.iloc[:-n_holdout], labelled.iloc[-n_holdout:]
+    if max_train_rows and len(train) > max_train_rows:
+        train = train.iloc[-max_train_rows:]  # the most recent rows
+    return FamilyData(train.reset_index(drop=True), holdout.reset_index(drop=True))
+
+
+def split_sales(sales: pd.DataFrame, horizon: int, min_train_periods: int, max_series: int = 0) -> FamilyData:
+    """Columns store_id, sku, date, units, price, promo. Series too short to hold out
+    ``horizon`` periods after ``min_train_periods`` are left out of both sides."""
+    frame = sales[["store_id", "sku", "date", "units", "price", "promo"]].copy()
+    frame["date"] = pd.to_datetime(frame["date"])
+    frame = frame.sort_values(["store_id", "sku", "date"]).reset_index(drop=True)
+    sizes = frame.groupby(["store_id", "sku"])["date"].transform("size")
+    frame = frame[sizes >= min_train_periods + horizon]
+    if max_series:
+        keys = frame[["store_id", "sku"]].drop_duplicates().head(max_series)
+        frame = frame.merge(keys, on=["store_id", "sku"])
+    position_from_end = frame.groupby(["store_id", "sku"]).cumcount(ascending=False)
+    holdout = frame[position_from_end < horizon]
+    train = frame[position_from_end >= horizon]
+    return FamilyData(train.reset_index(drop=True), holdout.reset_index(drop=True))
+
+
+def split_interactions(interactions: pd.DataFrame, catalog: pd.DataFrame, min_history: int = 2) -> FamilyData:
+    """Columns customer_id, sku, timestamp. Customers with fewer than ``min_history``
+    interactions before their last one are kept in train only."""
+    frame = interactions[["customer_id", "sku", "timestamp"]].copy()
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"])
+    frame = frame.sort_values(["customer_id", "timestamp", "sku"], kind="stable").reset_index(drop=True)
+    position_from_end = frame.groupby("customer_id").cumcount(ascending=False)
+    counts = frame.groupby("customer_id")["sku"].transform("size")
+    is_holdout = (position_from_end == 0) & (counts > min_history)
+    cat = catalog[["sku", "title"] + [c for c in ("category",) if c in catalog]].drop_duplicates("sku")
+    return FamilyData(
+        frame[~is_holdout].reset_index(drop=True),
+        frame[is_holdout].reset_index(drop=True),
+        cat.reset_index(drop=True),
+    )
+
+
+def _latest_by_key(frame: pd.DataFrame, key: list[str]) -> pd.DataFrame:
+    """A later partition replaces an earlier row with the same key (re-sent or corrected)."""
+    return frame.sort_values("_partition", kind="stable").drop_duplicates(key, keep="last")
+
+
+def dataset_folder(lake: Lake, family: str, day: date) -> str:
+    return lake.uri("datasets", family, f"date={day.isoformat()}")
+
+
+def build_dataset(lake: Lake, family: str, day: date, training: TrainingSettings) -> str:
+    """Build ``family``'s train/holdout sets from validated data up to ``day``; return the folder URI."""
+    if family == "sentiment":
+        hp = training.sentiment
+        reviews = _latest_by_key(read_validated(lake, "reviews", day), ["review_id"])
+        data = split_reviews(reviews, hp.holdout_fraction, hp.max_train_rows)
+    elif family == "forecaster":
+        hp_f = training.forecaster
+        sales = _latest_by_key(read_validated(lake, "sales", day), ["date", "store_id", "sku"])
+        data = split_sales(sales, hp_f.horizon, hp_f.context_length, hp_f.max_series)
+    elif family == "recommender":
+        catalog = _latest_by_key(read_validated(lake, "catalog", day), ["sku"])
+        data = split_interactions(read_validated(lake, "interactions", day), catalog)
+    else:
+        raise ValueError(f"unknown model family {family!r}")
+    if data.train.empty or data.holdout.empty:
+        raise ValueError(f"{family}: not enough validated data up to {day} to train and hold out")
+    folder = dataset_folder(lake, family, day)
+    lake.write_parquet(f"{folder}/train.parquet", data.train)
+    lake.write_parquet(f"{folder}/holdout.parquet", data.holdout)
+    if data.catalog is not None:
+        lake.write_parquet(f"{folder}/catalog.parquet", data.catalog)
+    log.info("%s dataset for %s: %d train rows, %d holdout rows -> %s",
+             family, day, len(data.train), len(data.holdout), folder)
+    return folder
+
+
+def load_dataset(lake: Lake, folder: str) -> FamilyData:
+    catalog_uri = f"{folder}/catalog.parquet"
+    return FamilyData(
+        lake.read_parquet(f"{folder}/train.parquet"),
+        lake.read_parquet(f"{folder}/holdout.parquet"),
+        lake.read_parquet(catalog_uri) if lake.exists(catalog_uri) else None,
+    )

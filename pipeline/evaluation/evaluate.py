@@ -1,0 +1,79 @@
+"""Score challenger, champion and baseline on one holdout; then apply the gate."""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+import pandas as pd
+
+from pipeline.datasets import FamilyData, load_dataset
+from pipeline.evaluation.gate import GateDecision, evaluate_gate
+from pipeline.lake import lake_from_settings
+from pipeline.registry import champion_version
+from pipeline.settings import Settings
+from pipeline.tracking import configure_mlflow
+from pipeline.training.job import family_module
+
+log = logging.getLogger(__name__)
+ROLES = ("challenger", "baseline", "champion")
+
+
+def _scorer(settings: Settings, family: str) -> tuple[Callable[[FamilyData], pd.DataFrame],
+                                                       Callable[[pd.DataFrame, FamilyData], dict]]:
+    module = family_module(family)
+    if family == "forecaster":
+        season = settings.training.forecaster.season_length
+        return (lambda d: module.baseline_predictions(d, season)), module.score
+    if family == "recommender":
+        k = settings.training.recommender.top_k
+        return (lambda d: module.baseline_predictions(d, k)), (lambda p, d: module.score(p, d, k))
+    return module.baseline_predictions, module.score
+
+
+def evaluate_run(settings: Settings, family: str, dataset_uri: str, run_id: str) -> str:
+    """Log ``challenger_*``, ``baseline_*`` and ``champion_*`` metrics to the run; return the run id."""
+    import mlflow
+
+    configure_mlflow(settings)
+    data = load_dataset(lake_from_settings(settings), dataset_uri)
+    module = family_module(family)
+    baseline_fn, score_fn = _scorer(settings, family)
+    question = module.model_input(data)
+    model_uri = mlflow.get_run(run_id).data.tags["model_uri"]
+    results = {
+        "challenger": score_fn(mlflow.pyfunc.load_model(model_uri).predict(question), data),
+        "baseline": score_fn(baseline_fn(data), data),
+    }
+    champion = champion_version(settings, family)
+    if champion is not None:
+        uri = f"models:/{settings.model_name(family)}@champion"
+        results["champion"] = score_fn(mlflow.pyfunc.load_model(uri).predict(question), data)
+    with mlflow.start_run(run_id=run_id):
+        for role, metrics in results.items():
+            mlflow.log_metrics({f"{role}_{k}": v for k, v in metrics.items()})
+        mlflow.set_tag("champion_version_at_evaluation", champion or "none")
+        mlflow.log_dict({"champion_version": champion, **results}, "evaluation/metrics.json")
+    table = pd.DataFrame(results).T
+    log.info("%s holdout metrics (%d rows):\n%s", family, len(data.holdout), table.to_string(float_format="%.4f"))
+    return run_id
+
+
+def gate_run(settings: Settings, family: str, run_id: str) -> dict:
+    """Apply the gate to the run's logged metrics; log the decision; return it as a dict."""
+    import mlflow
+
+    configure_mlflow(settings)
+    metrics = mlflow.get_run(run_id).data.metrics
+    by_role = {
+        role: {k[len(role) + 1:]: v for k, v in metrics.items() if k.startswith(role + "_")} for role in ROLES
+    }
+    decision: GateDecision = evaluate_gate(
+        family, by_role["challenger"], by_role["baseline"], by_role["champion"] or None, settings.gate
+    )
+    with mlflow.start_run(run_id=run_id):
+        mlflow.set_tags({"gate_passed": str(decision.passed).lower(),
+                         "gate_reasons": "; ".join(f.reason for f in decision.failures) or "all rules passed"})
+        mlflow.log_dict(decision.to_dict(), "evaluation/gate.json")
+    log.info(decision.summary())
+    return decision.to_dict()

@@ -1,0 +1,132 @@
+"""The data lake: one URI scheme for a local folder (file://) or S3 (s3://, through boto3).
+
+Writes are atomic: a local file is written under a temporary name and renamed; an S3
+object only appears once its upload completes. Paths are built by callers from the
+logical date, so re-running a date overwrites the same objects.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Lake:
+    """A root URI plus the S3 endpoint (empty: AWS default chain and endpoint)."""
+
+    root: str
+    s3_endpoint_url: str = ""
+
+    def uri(self, *parts: str) -> str:
+        return "/".join([self.root.rstrip("/"), *(p.strip("/") for p in parts if p)])
+
+    # --- bytes ---------------------------------------------------------------
+    def read_bytes(self, uri: str) -> bytes:
+        scheme, bucket, key = _split(uri)
+        if scheme == "s3":
+            return self._s3().get_object(Bucket=bucket, Key=key)["Body"].read()
+        return Path(key).read_bytes()
+
+    def write_bytes(self, uri: str, data: bytes) -> str:
+        scheme, bucket, key = _split(uri)
+        if scheme == "s3":
+            self._s3().put_object(Bucket=bucket, Key=key, Body=data)
+            return uri
+        path = Path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.chmod(tmp, 0o644)  # mkstemp creates 0600; lake files are meant to be shared
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return uri
+
+    def exists(self, uri: str) -> bool:
+        scheme, bucket, key = _split(uri)
+        if scheme == "s3":
+            return bool(self._s3().list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1).get("Contents"))
+        return Path(key).exists()
+
+    def list(self, prefix_uri: str) -> list[str]:
+        """Every file under a folder URI, sorted, hidden and temporary files excluded."""
+        scheme, bucket, key = _split(prefix_uri)
+        if scheme == "s3":
+            prefix = key.rstrip("/") + "/"
+            names: list[str] = []
+            for page in self._s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                names += [f"s3://{bucket}/{o['Key']}" for o in page.get("Contents", [])]
+            return sorted(n for n in names if not n.rsplit("/", 1)[-1].startswith("."))
+        base = Path(key)
+        if not base.is_dir():
+            return []
+        return sorted(
+            p.resolve().as_uri() for p in base.rglob("*") if p.is_file() and not p.name.startswith(".")
+        )
+
+    def delete_prefix(self, prefix_uri: str) -> None:
+        for uri in self.list(prefix_uri):
+            scheme, bucket, key = _split(uri)
+            if scheme == "s3":
+                self._s3().delete_object(Bucket=bucket, Key=key)
+            else:
+                Path(key).unlink(missing_ok=True)
+
+    # --- typed helpers ---------------------------------------------------------
+    def write_parquet(self, uri: str, frame: pd.DataFrame) -> str:
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        return self.write_bytes(uri, buffer.getvalue())
+
+    def read_parquet(self, uri: str) -> pd.DataFrame:
+        return pd.read_parquet(io.BytesIO(self.read_bytes(uri)))
+
+    def write_json(self, uri: str, payload: Any) -> str:
+        return self.write_bytes(uri, json.dumps(payload, indent=2, default=str).encode())
+
+    def read_json(self, uri: str) -> Any:
+        return json.loads(self.read_bytes(uri))
+
+    def write_text(self, uri: str, text: str) -> str:
+        return self.write_bytes(uri, text.encode("utf-8"))
+
+    def local_path(self, uri: str) -> Path:
+        """The filesystem path of a file:// URI (for libraries that need one)."""
+        scheme, _, key = _split(uri)
+        if scheme != "file":
+            raise ValueError(f"{uri} is not a local path")
+        return Path(key)
+
+    def _s3(self) -> Any:
+        import boto3  # only the S3 lake needs it
+
+        return boto3.client("s3", endpoint_url=self.s3_endpoint_url or None)
+
+
+def _split(uri: str) -> tuple[str, str, str]:
+    parsed = urlparse(uri)
+    if parsed.scheme == "s3":
+        return "s3", parsed.netloc, parsed.path.lstrip("/")
+    if parsed.scheme in ("file", ""):
+        return "file", "", unquote(parsed.path) if parsed.scheme else uri
+    raise ValueError(f"unsupported lake URI {uri!r}: use file:// or s3://")
+
+
+def lake_from_settings(settings: Any) -> Lake:
+    return Lake(settings.lake_uri, settings.s3_endpoint_url)
+
+
+def landing_lake(settings: Any) -> Lake:
+    return Lake(settings.landing, settings.s3_endpoint_url)

@@ -1,0 +1,53 @@
+"""A readable summary of the registry and the consumer outputs (printed after a run)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from pipeline.assets import FAMILIES
+from pipeline.consumers.outputs import output_folder
+from pipeline.lake import lake_from_settings
+from pipeline.settings import Settings
+from pipeline.tracking import configure_mlflow
+
+CONSUMERS = ("inventory_plan", "recommendations", "review_insights")
+
+
+def model_rows(settings: Settings) -> list[dict]:
+    """One row per registered version: gate decision, primary metric vs baseline, aliases."""
+    from mlflow import MlflowClient
+
+    configure_mlflow(settings)
+    client = MlflowClient()
+    rows = []
+    for family in FAMILIES:
+        name = settings.model_name(family)
+        metric = settings.gate.primary_metric[family]
+        for mv in client.search_model_versions(f"name='{name}'"):
+            metrics = client.get_run(mv.run_id).data.metrics
+            rows.append({
+                "family": family, "model": name, "version": int(mv.version),
+                "aliases": ",".join(mv.aliases) or "-", "gate": "passed" if mv.tags.get("gate_passed") == "true" else "failed",
+                "metric": metric, "challenger": metrics.get(f"challenger_{metric}"),
+                "baseline": metrics.get(f"baseline_{metric}"), "champion_before": metrics.get(f"champion_{metric}"),
+                "reasons": mv.tags.get("gate_reasons", ""),
+            })
+    return sorted(rows, key=lambda r: (r["family"], r["version"]))
+
+
+def render_summary(settings: Settings, day: date) -> str:
+    lines = ["Registered models (primary holdout metric: challenger vs baseline):"]
+    for r in model_rows(settings):
+        fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+        lines.append(
+            f"  {r['model']} v{r['version']} [{r['aliases']}] gate {r['gate']}: {r['metric']} "
+            f"{fmt(r['challenger'])} vs baseline {fmt(r['baseline'])} (champion before: {fmt(r['champion_before'])})"
+            + (f" reasons: {r['reasons']}" if r["gate"] == "failed" else "")
+        )
+    lake = lake_from_settings(settings)
+    lines.append(f"Consumer outputs for {day}:")
+    for consumer in CONSUMERS:
+        files = lake.list(output_folder(lake, consumer, day))
+        lines.append(f"  {consumer}: " + (", ".join(files) if files else "none"))
+    lines.append(f"MLflow: {settings.mlflow_tracking_uri}   lake: {settings.lake_uri}")
+    return "\n".join(lines)

