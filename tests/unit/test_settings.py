@@ -1,0 +1,40 @@
+import subprocess
+import sys
+
+from pipeline.settings import load_settings
+
+
+def test_defaults_give_the_embedded_setup():
+    s = load_settings()
+    assert s.lake_uri.startswith("file://") and s.mlflow_tracking_uri.startswith("sqlite:///")
+    assert s.landing == s.lake_uri + "/landing"
+    assert s.device == "auto"
+
+
+def test_environment_overrides_nested_fields(monkeypatch):
+    monkeypatch.setenv("RETAIL_TRAINING__SENTIMENT__EPOCHS", "3")
+    monkeypatch.setenv("RETAIL_LANDING_URI", "s3://bucket/landing")
+    s = load_settings()
+    assert s.training.sentiment.epochs == 3 and s.landing == "s3://bucket/landing"
+
+
+def test_yaml_file_is_read_and_environment_wins(tmp_path, monkeypatch):
+    config = tmp_path / "retail.yaml"
+    config.write_text("device: cpu\ngate:\n  champion_tolerance: 0.02\ntraining:\n  seed: 7\n")
+    monkeypatch.setenv("RETAIL_CONFIG_FILE", str(config))
+    monkeypatch.setenv("RETAIL_TRAINING__SEED", "9")
+    s = load_settings()
+    assert s.device == "cpu" and s.gate.champion_tolerance == 0.02 and s.training.seed == 9
+
+
+def test_redacted_settings_are_flat():
+    flat = load_settings().redacted()
+    assert flat["training.sentiment.learning_rate"] == 5e-5
+
+
+def test_importing_settings_has_no_side_effects(tmp_path):
+    code = "import pipeline.settings, os; print(os.listdir('.'))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                         env={"PYTHONPATH": str(__import__('pathlib').Path(__file__).parents[2])})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
