@@ -44,6 +44,7 @@ def validate_and_publish(lake: Lake, feed_name: str, day: date, max_bad_share: f
     lacks a required column or has too many bad rows is quarantined whole (with a
     report) and :class:`DropRejected` is raised. rows in = published + quarantined.
     """
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)  # GX logs hundreds of INFO lines
     feed = get_feed(feed_name)
     folder = raw_folder(lake, feed_name, day)
     manifest_uri = f"{folder}/manifest.json"
@@ -58,7 +59,7 @@ def validate_and_publish(lake: Lake, feed_name: str, day: date, max_bad_share: f
             try:
                 frame = read_file(entry["name"], lake.read_bytes(f"{folder}/files/{entry['name']}"))
             except Exception as exc:  # any reader error means the drop cannot be trusted
-                raise DropRejected(f"cannot read {entry['name']}: {exc}", file=entry["name"]) from exc
+                raise DropRejected(f"cannot be read: {exc}", file=entry["name"]) from exc
             frame.columns = [str(c).strip().lower() for c in frame.columns]
             frames.append(frame)
             sources += [entry["name"]] * len(frame)
@@ -69,6 +70,10 @@ def validate_and_publish(lake: Lake, feed_name: str, day: date, max_bad_share: f
                   "reason": str(exc), "file": exc.file, "column": exc.column,
                   "files": [e["name"] for e in manifest["files"]],
                   "rows_in": len(sources), "rows_published": 0, "rows_quarantined": len(sources)}
+        for entry in manifest["files"]:  # the whole drop, as it came, beside its report
+            lake.write_bytes(f"{quarantine}/files/{entry['name']}", lake.read_bytes(f"{folder}/files/{entry['name']}"))
+        if exc.result is not None and len(exc.result.bad):
+            lake.write_parquet(f"{quarantine}/rows.parquet", _with_source(exc.result.bad, sources))
         lake.write_json(f"{quarantine}/report.json", report)
         lake.write_json(manifest_uri, {**manifest, "publish": report})
         log.error("drop %s %s rejected whole: %s (report %s/report.json)", feed_name, day, exc, quarantine)
@@ -77,8 +82,7 @@ def validate_and_publish(lake: Lake, feed_name: str, day: date, max_bad_share: f
     out_uri = lake.write_parquet(validated_uri(lake, feed_name, day), result.good)
     quarantine_uri = None
     if len(result.bad):
-        bad = result.bad.assign(_file=[sources[i] for i in result.bad["_row"]])
-        quarantine_uri = lake.write_parquet(f"{quarantine}/rows.parquet", bad.astype(str))
+        quarantine_uri = lake.write_parquet(f"{quarantine}/rows.parquet", _with_source(result.bad, sources))
     summary = PublishSummary(
         feed=feed_name, logical_date=day.isoformat(), rows_in=result.rows_in,
         rows_published=len(result.good), rows_quarantined=len(result.bad),
@@ -94,6 +98,11 @@ def validate_and_publish(lake: Lake, feed_name: str, day: date, max_bad_share: f
         summary.rule_counts or "", f"; extra columns kept: {summary.extra_columns}" if summary.extra_columns else "",
     )
     return summary
+
+
+def _with_source(bad: pd.DataFrame, sources: list[str]) -> pd.DataFrame:
+    """Bad rows as strings, each with the file it came from (``_row`` is 1-based)."""
+    return bad.assign(_file=[sources[int(i) - 1] for i in bad["_row"]]).astype(str)
 
 
 def read_validated(lake: Lake, feed: str, until: date) -> pd.DataFrame:
