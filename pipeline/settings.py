@@ -33,7 +33,8 @@ class SentimentTraining(BaseModel):
     max_length: int = 128
     epochs: int = 1
     batch_size: int = 16
-    learning_rate: float = 5e-5
+    # a little above BERT's usual 2e-5..5e-5: MiniLM is small and the demo runs few steps
+    learning_rate: float = 1e-4
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     holdout_fraction: float = 0.2
@@ -45,10 +46,10 @@ class ForecasterTraining(BaseModel):
     horizon: int = 4  # periods forecast and held out
     context_length: int = 12
     max_series: int = 0  # 0: all series
-    epochs: int = 3
+    epochs: int = 10
     batch_size: int = 64
     windows_per_series: int = 8
-    learning_rate: float = 1e-3
+    learning_rate: float = 3e-3
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     d_model: int = 32

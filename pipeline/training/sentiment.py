@@ -48,23 +48,59 @@ def _bucketed_batches(
     return batches
 
 
+class MeanPoolClassifier(torch.nn.Module):
+    """The encoder's mean-pooled token states (what the sentence encoder was trained to
+    produce) feed a linear head; far quicker to fine-tune than BERT's [CLS] pooler."""
+
+    def __init__(self, encoder: torch.nn.Module, num_labels: int) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.dropout = torch.nn.Dropout(0.1)
+        self.head = torch.nn.Linear(encoder.config.hidden_size, num_labels)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        states = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(states.dtype)
+        pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return self.head(self.dropout(pooled))
+
+    def save(self, folder: Path, tokenizer: Any) -> None:
+        from safetensors.torch import save_file
+
+        self.encoder.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        save_file({k: v.contiguous() for k, v in self.head.state_dict().items()}, str(folder / "head.safetensors"))
+
+    @classmethod
+    def load(cls, folder: Path, num_labels: int) -> "MeanPoolClassifier":
+        from safetensors.torch import load_file
+        from transformers import AutoModel
+
+        model = cls(AutoModel.from_pretrained(folder), num_labels)
+        model.head.load_state_dict(load_file(str(folder / "head.safetensors")))
+        return model
+
+
 def fine_tune(
     data: FamilyData, hp: SentimentTraining, device: torch.device, model_dir: Path,
     init_dir: Path | None, seed: int,
 ) -> TrainHistory:
     """Fine-tune the encoder (or ``init_dir``'s model) on labelled reviews; save to ``model_dir``."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModel, AutoTokenizer
 
     seed_everything(seed)
     classes = sorted(data.train["label"].astype(str).unique())
     if len(classes) < 2:
         raise ValueError(f"sentiment training needs at least two label values, got {classes}")
-    source = str(init_dir / "model") if init_dir else resolve_base_model(hp.base_model)
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        source, num_labels=len(classes), id2label=dict(enumerate(classes)),
-        label2id={c: i for i, c in enumerate(classes)},
-    )
+    if init_dir is not None:
+        if json.loads((init_dir / "config.json").read_text())["classes"] != classes:
+            raise ValueError("the warm-start model was trained on other label values")
+        tokenizer = AutoTokenizer.from_pretrained(init_dir / "model")
+        model = MeanPoolClassifier.load(init_dir / "model", len(classes))
+    else:
+        source = resolve_base_model(hp.base_model)
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = MeanPoolClassifier(AutoModel.from_pretrained(source), len(classes))
     index = {c: i for i, c in enumerate(classes)}
     batches = _bucketed_batches(
         tokenizer, data.train["text"].astype(str).tolist(),
@@ -80,14 +116,13 @@ def fine_tune(
     weights = torch.tensor([len(data.train) / (len(classes) * counts[c]) for c in classes], dtype=torch.float32)
 
     def loss_fn(net: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        logits = net(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        logits = net(batch["input_ids"], batch["attention_mask"])
         return torch.nn.functional.cross_entropy(logits.float(), batch["labels"], weight=weights.to(logits.device))
 
     cfg = LoopConfig(hp.epochs, hp.learning_rate, hp.weight_decay, hp.warmup_ratio)
     history = run_training(model, epoch_batches, loss_fn, cfg, device, label="sentiment")
     model_dir.mkdir(parents=True, exist_ok=True)
-    model.to("cpu").save_pretrained(model_dir / "model")
-    tokenizer.save_pretrained(model_dir / "model")
+    model.to("cpu").save(model_dir / "model", tokenizer)
     (model_dir / "config.json").write_text(json.dumps({"classes": classes, "max_length": hp.max_length}))
     return history
 
@@ -96,12 +131,12 @@ class SentimentModel(mlflow.pyfunc.PythonModel):
     """pyfunc: a frame with a ``text`` column in; label, score and p_<class> out."""
 
     def load_context(self, context: Any) -> None:
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoTokenizer
 
         folder = Path(context.artifacts["model_dir"])
         self.config = json.loads((folder / "config.json").read_text())
         self.tokenizer = AutoTokenizer.from_pretrained(folder / "model")
-        self.model = AutoModelForSequenceClassification.from_pretrained(folder / "model").eval()
+        self.model = MeanPoolClassifier.load(folder / "model", len(self.config["classes"])).eval()
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         texts = model_input["text"].fillna("").astype(str).tolist()
@@ -110,7 +145,7 @@ class SentimentModel(mlflow.pyfunc.PythonModel):
         batches = _bucketed_batches(self.tokenizer, texts, None, self.config["max_length"], 64)
         with torch.inference_mode():
             for batch in batches:
-                logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+                logits = self.model(batch["input_ids"], batch["attention_mask"])
                 probs[batch["row"].numpy()] = torch.softmax(logits.float(), dim=-1).numpy()
         out = pd.DataFrame({f"p_{c}": probs[:, i] for i, c in enumerate(classes)})
         out.insert(0, "score", probs.max(axis=1) if len(texts) else np.zeros(0))

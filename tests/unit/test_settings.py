@@ -29,7 +29,7 @@ def test_yaml_file_is_read_and_environment_wins(tmp_path, monkeypatch):
 
 def test_redacted_settings_are_flat():
     flat = load_settings().redacted()
-    assert flat["training.sentiment.learning_rate"] == 5e-5
+    assert flat["training.sentiment.learning_rate"] == 1e-4
 
 
 def test_importing_settings_has_no_side_effects(tmp_path):
