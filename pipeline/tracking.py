@@ -36,3 +36,11 @@ def code_version() -> str:
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def run_address(settings: Settings, experiment_id: str, run_id: str) -> str:
+    """Where a person opens the run: the server's page, or how to start the local UI."""
+    path = f"#/experiments/{experiment_id}/runs/{run_id}"
+    if settings.mlflow_tracking_uri.startswith(("http://", "https://")):
+        return f"{settings.mlflow_tracking_uri.rstrip('/')}/{path}"
+    return f"run {run_id} in {settings.mlflow_tracking_uri} (`make mlflow-ui`, then http://localhost:5000/{path})"

@@ -12,7 +12,7 @@ from pipeline.evaluation.gate import GateDecision, evaluate_gate
 from pipeline.lake import lake_from_settings
 from pipeline.registry import champion_version
 from pipeline.settings import Settings
-from pipeline.tracking import configure_mlflow
+from pipeline.tracking import configure_mlflow, run_address
 from pipeline.training.job import family_module
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,8 @@ def evaluate_run(settings: Settings, family: str, dataset_uri: str, run_id: str)
     if champion is not None:
         uri = f"models:/{settings.model_name(family)}@champion"
         results["champion"] = score_fn(mlflow.pyfunc.load_model(uri).predict(question), data)
-    with mlflow.start_run(run_id=run_id):
+    with mlflow.start_run(run_id=run_id) as run:
+        log.info("MLflow run: %s", run_address(settings, run.info.experiment_id, run_id))
         for role, metrics in results.items():
             mlflow.log_metrics({f"{role}_{k}": v for k, v in metrics.items()})
         mlflow.set_tag("champion_version_at_evaluation", champion or "none")

@@ -16,7 +16,7 @@ from pipeline.datasets import FamilyData, load_dataset
 from pipeline.lake import lake_from_settings
 from pipeline.registry import champion_version
 from pipeline.settings import FAMILIES, PROJECT_ROOT, Settings
-from pipeline.tracking import code_version, configure_mlflow
+from pipeline.tracking import code_version, configure_mlflow, run_address
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +76,7 @@ def train_model(settings: Settings, family: str, dataset_uri: str, day: date) ->
         mlflow.log_metrics({"train_rows": len(data.train), "holdout_rows": len(data.holdout)})
         init_dir = champion_model_dir(settings, family, Path(tmp) / "champion") if family in WARM_START else None
         mlflow.set_tag("warm_start", "champion" if init_dir else "base")
-        log.info("MLflow run %s: %s/#/experiments/%s/runs/%s", run.info.run_id,
-                 settings.mlflow_tracking_uri, run.info.experiment_id, run.info.run_id)
+        log.info("MLflow run: %s", run_address(settings, run.info.experiment_id, run.info.run_id))
         model_dir = Path(tmp) / "model_dir"
         history = module.fine_tune(data, hp, device, model_dir, init_dir, settings.training.seed)
         for epoch, stats in enumerate(history.epochs):
