@@ -35,7 +35,7 @@ CONSUMERS = {"inventory_plan": "forecaster", "recommendations": "recommender", "
     catchup=False,
     doc_md=__doc__,
     tags=["retail", "consumer"],
-    default_args={"retries": 1},
+    default_args={"retries": settings.task_retries},
 )
 def retail_consumers() -> None:
     for consumer, family in CONSUMERS.items():

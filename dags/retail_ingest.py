@@ -34,7 +34,7 @@ VALIDATED = {feed: Asset(validated_asset(feed)) for feed in FEEDS}
     catchup=False,
     doc_md=__doc__,
     tags=["retail", "ingest"],
-    default_args={"retries": 1, "retry_delay": pendulum.duration(minutes=2)},
+    default_args={"retries": settings.task_retries, "retry_delay": pendulum.duration(minutes=2)},
 )
 def retail_ingest() -> None:
     for feed in FEEDS:

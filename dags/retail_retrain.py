@@ -40,7 +40,7 @@ CHAMPION = {family: Asset(champion_asset(family)) for family in FAMILIES}
     max_active_tasks=settings.max_parallel_training,
     doc_md=__doc__,
     tags=["retail", "training"],
-    default_args={"retries": 1, "retry_delay": pendulum.duration(minutes=5)},
+    default_args={"retries": settings.task_retries, "retry_delay": pendulum.duration(minutes=5)},
 )
 def retail_retrain() -> None:
     for family in FAMILIES:
@@ -54,16 +54,16 @@ def retail_retrain() -> None:
             return steps.fine_tune(family, dataset_uri, ds)
 
         @task(task_id=f"evaluate_{family}", doc_md="Score challenger, champion and baseline on the holdout.")
-        def evaluate(dataset_uri: str, run_id: str, family: str = family) -> str:
-            return steps.evaluate(family, dataset_uri, run_id)
+        def evaluate(dataset_uri: str, mlflow_run_id: str, family: str = family) -> str:
+            return steps.evaluate(family, dataset_uri, mlflow_run_id)
 
         @task(task_id=f"gate_{family}", doc_md="Apply the gate rules; log the decision and every reason.")
-        def gate(run_id: str, family: str = family) -> dict:
-            return steps.gate(family, run_id)
+        def gate(mlflow_run_id: str, family: str = family) -> dict:
+            return steps.gate(family, mlflow_run_id)
 
         @task(task_id=f"register_{family}", doc_md="Register the challenger with its gate decision.")
-        def register(run_id: str, decision: dict, family: str = family) -> str:
-            return steps.register(family, run_id, decision)
+        def register(mlflow_run_id: str, decision: dict, family: str = family) -> str:
+            return steps.register(family, mlflow_run_id, decision)
 
         @task(task_id=f"promote_{family}", outlets=[CHAMPION[family]],
               doc_md="Move the `champion` alias when the gate passed; skip otherwise.")
@@ -73,8 +73,7 @@ def retail_retrain() -> None:
             return version
 
         dataset = build_dataset()
-        run_id = fine_tune(dataset)
-        evaluated = evaluate(dataset, run_id)
+        evaluated = evaluate(dataset, fine_tune(dataset))
         decision = gate(evaluated)
         promote(register(evaluated, decision))
 

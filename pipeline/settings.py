@@ -62,9 +62,9 @@ class RecommenderTraining(BaseModel):
 
     max_seq_length: int = 50
     num_layers: int = 2
-    epochs: int = 10
+    epochs: int = 8
     batch_size: int = 64
-    learning_rate: float = 5e-4
+    learning_rate: float = 1e-3
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     mask_probability: float = 0.2
@@ -128,6 +128,7 @@ class Settings(BaseSettings):
     ingest_schedule: str = "@daily"
     retrain_cron: str = "0 3 * * 1"  # weekly, Monday 03:00, unless fresh data comes first
     start_date: str = "2026-10-01"
+    task_retries: int = 1  # Airflow retries of a failed task
     # training tasks that may run at once; each uses every core, so 1 on a small machine
     max_parallel_training: int = 1
 

@@ -32,14 +32,20 @@ def family_module(family: str) -> ModuleType:
     return importlib.import_module(f"pipeline.training.{family}")
 
 
-def input_example(family: str, data: FamilyData) -> pd.DataFrame:
-    """A small but complete question for the model: whole series / whole histories."""
+def input_example(family: str, data: FamilyData, settings: Settings) -> pd.DataFrame | tuple[pd.DataFrame, dict]:
+    """A small but complete question for the model: whole series / whole histories.
+
+    The recommender's example carries its ``top_k`` parameter so the signature declares it
+    (MLflow passes only declared params through to ``predict``)."""
     frame = family_module(family).model_input(data)
     key = {"forecaster": ["store_id", "sku"], "recommender": ["customer_id"]}.get(family)
     if key is None:
         return frame.head(3)
     first = frame[key].drop_duplicates().head(2)
-    return frame.merge(first, on=key).reset_index(drop=True)
+    example = frame.merge(first, on=key).reset_index(drop=True)
+    if family == "recommender":
+        return example, {"top_k": settings.training.recommender.top_k}
+    return example
 
 
 def champion_model_dir(settings: Settings, family: str, into: Path) -> Path | None:
@@ -87,7 +93,7 @@ def train_model(settings: Settings, family: str, dataset_uri: str, day: date) ->
             name="model",
             python_model=getattr(module, PYFUNC_CLASS[family])(),
             artifacts={"model_dir": str(model_dir)},
-            input_example=input_example(family, data),
+            input_example=input_example(family, data, settings),
             code_paths=[str(PROJECT_ROOT / "pipeline")],
             pip_requirements=[f"{p}=={version(p)}" for p in RUNTIME_PACKAGES] + [f"mlflow=={version('mlflow')}"],
         )

@@ -20,9 +20,10 @@ TINY = {
     "RETAIL_TRAINING__SENTIMENT__MAX_TRAIN_ROWS": "600",
     "RETAIL_TRAINING__SENTIMENT__MAX_LENGTH": "64",
     "RETAIL_TRAINING__SENTIMENT__BATCH_SIZE": "8",
-    "RETAIL_TRAINING__FORECASTER__EPOCHS": "2",
+    "RETAIL_TRAINING__FORECASTER__WINDOWS_PER_SERIES": "32",
     "RETAIL_TRAINING__RECOMMENDER__EPOCHS": "3",
     "RETAIL_DEVICE": "cpu",
+    "RETAIL_TASK_RETRIES": "0",  # a failure should fail the test now, not after a retry delay
 }
 
 pytestmark = pytest.mark.slow
