@@ -1,0 +1,63 @@
+from pathlib import Path
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from pipeline.datasets import FamilyData
+from pipeline.settings import SentimentTraining
+from pipeline.training import sentiment
+
+GOOD = ["Delicious, my kids love it", "Great taste and fresh", "Best coffee I have had", "Lovely tea, will buy again"]
+BAD = ["Stale and tasteless", "Arrived broken, awful", "Too salty, threw it away", "Not worth the money"]
+
+
+def _data(n: int = 8) -> FamilyData:
+    texts = (GOOD + BAD) * (n // 8)
+    labels = (["great"] * 4 + ["other"] * 4) * (n // 8)
+    train = pd.DataFrame({"text": texts, "label": labels})
+    return FamilyData(train, train.copy())
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("sentiment") / "model_dir"
+    hp = SentimentTraining(max_length=32, batch_size=8, epochs=3, learning_rate=5e-4)
+    history = sentiment.fine_tune(_data(16), hp, torch.device("cpu"), folder, None, seed=1)
+    assert history.steps == 6 and len(history.epochs) == 3
+    return folder
+
+
+def test_pyfunc_round_trip_gives_a_label_and_probabilities(model_dir, tmp_path):
+    path = tmp_path / "pyfunc"
+    mlflow.pyfunc.save_model(str(path), python_model=sentiment.SentimentModel(),
+                             artifacts={"model_dir": str(model_dir)}, pip_requirements=["torch"])
+    out = mlflow.pyfunc.load_model(str(path)).predict(pd.DataFrame({"text": GOOD + BAD + [""]}))
+    assert list(out.columns) == ["label", "score", "p_great", "p_other"]
+    assert len(out) == 9 and set(out["label"]) <= {"great", "other"}
+    np.testing.assert_allclose(out["p_great"] + out["p_other"], 1.0, rtol=1e-5)
+    # a few steps at a high learning rate are enough to separate these on the training texts
+    assert (out["label"].iloc[:8] == ["great"] * 4 + ["other"] * 4).mean() >= 0.75
+
+
+def test_warm_start_refuses_a_model_with_other_labels(model_dir, tmp_path):
+    data = _data()
+    data.train["label"] = data.train["label"].map({"great": "pos", "other": "neg"})
+    with pytest.raises(ValueError, match="other label values"):
+        sentiment.fine_tune(data, SentimentTraining(epochs=0), torch.device("cpu"), tmp_path / "m", model_dir, 1)
+
+
+def test_a_single_label_value_is_a_clear_error(tmp_path):
+    data = _data()
+    data.train["label"] = "great"
+    with pytest.raises(ValueError, match="at least two label values"):
+        sentiment.fine_tune(data, SentimentTraining(), torch.device("cpu"), tmp_path / "m", None, 1)
+
+
+def test_baseline_and_score_agree_on_a_perfect_prediction():
+    data = _data(16)
+    perfect = pd.DataFrame({"label": data.holdout["label"]})
+    assert sentiment.score(perfect, data)["accuracy"] == 1.0
+    assert sentiment.score(sentiment.baseline_predictions(data), data)["macro_f1"] > 0.5
