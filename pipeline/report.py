@@ -23,7 +23,8 @@ def model_rows(settings: Settings) -> list[dict]:
     for family in FAMILIES:
         name = settings.model_name(family)
         metric = settings.gate.primary_metric[family]
-        for mv in client.search_model_versions(f"name='{name}'"):
+        for found in client.search_model_versions(f"name='{name}'"):
+            mv = client.get_model_version(name, found.version)  # search results leave out aliases
             metrics = client.get_run(mv.run_id).data.metrics
             rows.append({
                 "family": family, "model": name, "version": int(mv.version),

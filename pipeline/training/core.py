@@ -110,6 +110,7 @@ def run_training(
     optimizer, scheduler = build_optimizer(model, cfg, total_steps)
     history = TrainHistory()
     start = time.perf_counter()
+    report_every = max(1, total_steps // 20)  # about twenty progress lines per run
     for epoch in range(cfg.epochs):
         batches = first if epoch == 0 else make_batches(epoch)
         model.train()
@@ -125,6 +126,10 @@ def run_training(
             losses.append(float(loss.detach()))
             history.steps += 1
             history.samples += _batch_size(batch)
+            if history.steps % report_every == 0 and history.steps < total_steps:
+                elapsed = time.perf_counter() - start
+                log.info("%s step %d/%d (epoch %d): loss %.4f, about %.0f s left", label, history.steps,
+                         total_steps, epoch + 1, losses[-1], elapsed / history.steps * (total_steps - history.steps))
         history.seconds = time.perf_counter() - start
         stats = {"train_loss": float(np.mean(losses)) if losses else float("nan")}
         history.epochs.append(stats)
