@@ -12,7 +12,7 @@ export PYTHONPATH := $(CURDIR)
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install data demo test airflow-ui mlflow-ui clean
+.PHONY: install data demo run test airflow-ui mlflow-ui clean
 
 install: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt requirements-data.txt
@@ -28,9 +28,14 @@ $(OJ):
 	scripts/fetch_bayesm.sh var/cache/bayesm
 
 demo: install data
-	$(BIN)/airflow db migrate > var/airflow-migrate.log 2>&1 || { cat var/airflow-migrate.log; exit 1; }
 	$(BIN)/python -m pipeline demo-data
-	$(BIN)/python scripts/run_dags.py
+	$(MAKE) --no-print-directory run
+
+# run the DAGs over your own drops: make run LANDING=file:///data/landing START=2026-10-01 DAYS=3
+run: install
+	@mkdir -p var
+	$(BIN)/airflow db migrate > var/airflow-migrate.log 2>&1 || { cat var/airflow-migrate.log; exit 1; }
+	$(BIN)/python scripts/run_dags.py $(if $(START),--start $(START)) $(if $(DAYS),--days $(DAYS)) $(if $(LANDING),--landing $(LANDING))
 
 test: install data
 	@$(BIN)/python -m pytest; rc=$$?; \

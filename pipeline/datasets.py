@@ -41,12 +41,18 @@ def split_reviews(reviews: pd.DataFrame, holdout_fraction: float, max_train_rows
     return FamilyData(train.reset_index(drop=True), holdout.reset_index(drop=True))
 
 
+def sales_frame(sales: pd.DataFrame) -> pd.DataFrame:
+    """The forecaster's columns, numbers as float64: a model's signature then accepts
+    missing prices and promo flags, which nullable integer columns would not carry."""
+    frame = sales[["store_id", "sku", "date", "units", "price", "promo"]].copy()
+    frame["date"] = pd.to_datetime(frame["date"])
+    return frame.astype({"units": "float64", "price": "float64", "promo": "float64"})
+
+
 def split_sales(sales: pd.DataFrame, horizon: int, min_train_periods: int, max_series: int = 0) -> FamilyData:
     """Columns store_id, sku, date, units, price, promo. Series too short to hold out
     ``horizon`` periods after ``min_train_periods`` are left out of both sides."""
-    frame = sales[["store_id", "sku", "date", "units", "price", "promo"]].copy()
-    frame["date"] = pd.to_datetime(frame["date"])
-    frame = frame.sort_values(["store_id", "sku", "date"]).reset_index(drop=True)
+    frame = sales_frame(sales).sort_values(["store_id", "sku", "date"]).reset_index(drop=True)
     sizes = frame.groupby(["store_id", "sku"])["date"].transform("size")
     frame = frame[sizes >= min_train_periods + horizon]
     if max_series:

@@ -3,12 +3,14 @@
 For each day: ``retail_ingest``; then, on the last day, ``retail_retrain`` and
 ``retail_consumers`` (in a scheduler these follow from the Asset events; ``dag.test``
 runs one DAG at a time, so this script plays the scheduler's part). Exits non-zero when
-a DAG run fails. Usage: ``python scripts/run_dags.py [--start YYYY-MM-DD] [--days N]``.
+a DAG run fails.
+Usage: ``python scripts/run_dags.py [--start YYYY-MM-DD] [--days N] [--landing URI]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from datetime import date, datetime, timedelta, timezone
@@ -41,7 +43,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--start", default=settings.demo_start)
     parser.add_argument("--days", type=int, default=settings.demo_days)
+    parser.add_argument("--landing", help="landing URI to ingest from (default: the settings' landing)")
     args = parser.parse_args()
+    if args.landing:  # the tasks read their settings from the environment
+        os.environ["RETAIL_LANDING_URI"] = args.landing
     first = date.fromisoformat(args.start)
     days = [first + timedelta(days=i) for i in range(args.days)]
     timings = {}

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.consumers.outputs import write_output
+from pipeline.datasets import sales_frame
 from pipeline.ingest.publish import read_validated
 from pipeline.lake import lake_from_settings
 from pipeline.registry import load_champion
@@ -27,13 +28,11 @@ Z_80 = NormalDist().inv_cdf(0.9)  # p10..p90 spans +-1.2816 sigma of a normal
 
 def planning_input(sales: pd.DataFrame, horizon: int, context: int, period_days: int) -> pd.DataFrame:
     """Each series' recent history plus ``horizon`` future rows (last price, no promo)."""
-    frame = sales[["store_id", "sku", "date", "units", "price", "promo"]].copy()
-    frame["date"] = pd.to_datetime(frame["date"])
-    frame = frame.sort_values(["store_id", "sku", "date"])
+    frame = sales_frame(sales).sort_values(["store_id", "sku", "date"])
     history = frame.groupby(["store_id", "sku"]).tail(context)
     last = history.groupby(["store_id", "sku"]).tail(1)
     future = [
-        last.assign(date=last["date"] + pd.Timedelta(days=period_days * step), units=np.nan, promo=0)
+        last.assign(date=last["date"] + pd.Timedelta(days=period_days * step), units=np.nan, promo=0.0)
         for step in range(1, horizon + 1)
     ]
     return pd.concat([history, *future], ignore_index=True).sort_values(["store_id", "sku", "date"])

@@ -43,6 +43,8 @@ def input_example(family: str, data: FamilyData, settings: Settings) -> pd.DataF
         return frame.head(3)
     first = frame[key].drop_duplicates().head(2)
     example = frame.merge(first, on=key).reset_index(drop=True)
+    # an integer column in the signature would refuse a later input with a missing value
+    example = example.astype({c: "float64" for c in example.select_dtypes("integer").columns})
     if family == "recommender":
         return example, {"top_k": settings.training.recommender.top_k}
     return example
