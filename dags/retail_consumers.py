@@ -24,6 +24,8 @@ from pipeline.assets import FAMILIES, champion_asset
 from pipeline.settings import load_settings
 
 settings = load_settings()
+# Asset-triggered runs have no logical date: they work on the day the run was due.
+RUN_DAY = "{{ (dag_run.logical_date or dag_run.run_after) | ds }}"
 CHAMPION = {family: Asset(champion_asset(family)) for family in FAMILIES}
 CONSUMERS = {"inventory_plan": "forecaster", "recommendations": "recommender", "review_insights": "sentiment"}
 
@@ -41,13 +43,13 @@ def retail_consumers() -> None:
     for consumer, family in CONSUMERS.items():
 
         @task(task_id=consumer, doc_md=f"Run **{consumer}** with the current {family} champion.")
-        def run_consumer(consumer: str = consumer, ds: str | None = None) -> str:
+        def run_consumer(day: str, consumer: str = consumer) -> str:
             try:
-                return getattr(steps, consumer)(ds)
+                return getattr(steps, consumer)(day)
             except LookupError as exc:  # no champion for this family yet
                 raise AirflowSkipException(str(exc)) from exc
 
-        run_consumer()
+        run_consumer(RUN_DAY)
 
 
 retail_consumers()

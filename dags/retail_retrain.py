@@ -24,6 +24,8 @@ from pipeline.assets import FAMILIES, FEEDS, champion_asset, validated_asset
 from pipeline.settings import load_settings
 
 settings = load_settings()
+# Asset-triggered runs have no logical date: they work on the day the run was due.
+RUN_DAY = "{{ (dag_run.logical_date or dag_run.run_after) | ds }}"
 VALIDATED = {feed: Asset(validated_asset(feed)) for feed in FEEDS}
 CHAMPION = {family: Asset(champion_asset(family)) for family in FAMILIES}
 
@@ -46,12 +48,12 @@ def retail_retrain() -> None:
     for family in FAMILIES:
 
         @task(task_id=f"build_dataset_{family}", doc_md="Train and holdout sets from validated partitions.")
-        def build_dataset(family: str = family, ds: str | None = None) -> str:
-            return steps.build_dataset(family, ds)
+        def build_dataset(day: str, family: str = family) -> str:
+            return steps.build_dataset(family, day)
 
         @task(task_id=f"fine_tune_{family}", doc_md="Fine-tune the model; returns the MLflow run id.")
-        def fine_tune(dataset_uri: str, family: str = family, ds: str | None = None) -> str:
-            return steps.fine_tune(family, dataset_uri, ds)
+        def fine_tune(dataset_uri: str, day: str, family: str = family) -> str:
+            return steps.fine_tune(family, dataset_uri, day)
 
         @task(task_id=f"evaluate_{family}", doc_md="Score challenger, champion and baseline on the holdout.")
         def evaluate(dataset_uri: str, mlflow_run_id: str, family: str = family) -> str:
@@ -72,8 +74,8 @@ def retail_retrain() -> None:
                 raise AirflowSkipException(f"{family} version {version} did not pass the gate")
             return version
 
-        dataset = build_dataset()
-        evaluated = evaluate(dataset, fine_tune(dataset))
+        dataset = build_dataset(RUN_DAY)
+        evaluated = evaluate(dataset, fine_tune(dataset, RUN_DAY))
         decision = gate(evaluated)
         promote(register(evaluated, decision))
 

@@ -29,13 +29,18 @@ TINY = {
 pytestmark = pytest.mark.slow
 
 
-def _run(dag_id: str, day: date) -> str:
+def _test(dag_id: str, day: date | None):  # noqa: ANN202 - the DagRun
+    """dag.test() for ``day``; None runs as an Asset event would: without a logical date."""
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     assert bag.import_errors == {}
-    run = bag.dags[dag_id].test(logical_date=datetime(day.year, day.month, day.day, tzinfo=timezone.utc))
-    return str(run.state)
+    logical = datetime(day.year, day.month, day.day, tzinfo=timezone.utc) if day else None
+    return bag.dags[dag_id].test(logical_date=logical)
+
+
+def _run(dag_id: str, day: date) -> str:
+    return str(_test(dag_id, day).state)
 
 
 def test_dags_run_end_to_end_on_real_data(retail_env, airflow_db, monkeypatch):
@@ -92,3 +97,9 @@ def test_dags_run_end_to_end_on_real_data(retail_env, airflow_db, monkeypatch):
     assert (plan["reorder_point"] >= plan["lead_time_demand"]).all()
     recs = lake.read_parquet(lake.uri("outputs", "recommendations/date=2026-10-03/top_k.parquet"))
     assert recs.groupby("customer_id").size().max() == settings.training.recommender.top_k
+
+    # a run started by an Asset event has no logical date: the consumers use the day it was due
+    asset_run = _test("retail_consumers", None)
+    assert "success" in str(asset_run.state) and asset_run.logical_date is None
+    due = asset_run.run_after.date().isoformat()
+    assert lake.exists(lake.uri("outputs", "recommendations", f"date={due}", "top_k.parquet"))
