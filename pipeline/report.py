@@ -36,13 +36,16 @@ def model_rows(settings: Settings) -> list[dict]:
     return sorted(rows, key=lambda r: (r["family"], r["version"]))
 
 
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
 def render_summary(settings: Settings, day: date) -> str:
     lines = ["Registered models (primary holdout metric: challenger vs baseline):"]
     for r in model_rows(settings):
-        fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
         lines.append(
             f"  {r['model']} v{r['version']} [{r['aliases']}] gate {r['gate']}: {r['metric']} "
-            f"{fmt(r['challenger'])} vs baseline {fmt(r['baseline'])} (champion before: {fmt(r['champion_before'])})"
+            f"{_fmt(r['challenger'])} vs baseline {_fmt(r['baseline'])} (champion before: {_fmt(r['champion_before'])})"
             + (f" reasons: {r['reasons']}" if r["gate"] == "failed" else "")
         )
     lake = lake_from_settings(settings)

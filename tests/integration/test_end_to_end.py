@@ -98,6 +98,12 @@ def test_dags_run_end_to_end_on_real_data(retail_env, airflow_db, monkeypatch):
     recs = lake.read_parquet(lake.uri("outputs", "recommendations/date=2026-10-03/top_k.parquet"))
     assert recs.groupby("customer_id").size().max() == settings.training.recommender.top_k
 
+    from pipeline.report import render_summary
+
+    summary = render_summary(settings, days[-1])
+    for family, version in champions.items():
+        assert f"{settings.model_name(family)} v{version} [champion] gate passed" in summary
+
     # a run started by an Asset event has no logical date: the consumers use the day it was due
     asset_run = _test("retail_consumers", None)
     assert "success" in str(asset_run.state) and asset_run.logical_date is None
