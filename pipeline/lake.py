@@ -68,7 +68,8 @@ class Lake:
             names: list[str] = []
             for page in self._s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
                 names += [f"s3://{bucket}/{o['Key']}" for o in page.get("Contents", [])]
-            return sorted(n for n in names if not n.rsplit("/", 1)[-1].startswith("."))
+            # keys ending in "/" are folder markers some S3 tools write, not files
+            return sorted(n for n in names if not n.endswith("/") and not n.rsplit("/", 1)[-1].startswith("."))
         base = Path(key)
         if not base.is_dir():
             return []
@@ -103,13 +104,6 @@ class Lake:
 
     def write_text(self, uri: str, text: str) -> str:
         return self.write_bytes(uri, text.encode("utf-8"))
-
-    def local_path(self, uri: str) -> Path:
-        """The filesystem path of a file:// URI (for libraries that need one)."""
-        scheme, _, key = _split(uri)
-        if scheme != "file":
-            raise ValueError(f"{uri} is not a local path")
-        return Path(key)
 
     def _s3(self) -> Any:
         import boto3  # only the S3 lake needs it

@@ -21,7 +21,6 @@ from pydantic_settings import (
 )
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-from pipeline.assets import FAMILIES
 Family = Literal["sentiment", "forecaster", "recommender"]
 
 

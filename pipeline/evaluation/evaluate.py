@@ -47,7 +47,7 @@ def evaluate_run(settings: Settings, family: str, dataset_uri: str, run_id: str)
     }
     champion = champion_version(settings, family)
     if champion is not None:
-        uri = f"models:/{settings.model_name(family)}@champion"
+        uri = f"models:/{settings.model_name(family)}/{champion}"  # the version read above, even if the alias moves
         results["champion"] = score_fn(mlflow.pyfunc.load_model(uri).predict(question), data)
     with mlflow.start_run(run_id=run_id) as run:
         log.info("MLflow run: %s", run_address(settings, run.info.experiment_id, run_id))

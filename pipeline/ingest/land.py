@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-from dataclasses import dataclass
 from datetime import date
 
 import pandas as pd
@@ -25,12 +24,6 @@ class NoDrop(Exception):
     """Nothing landed for this feed and date (a weekly feed on a day without data, say)."""
 
 
-@dataclass(frozen=True)
-class RawFile:
-    uri: str
-    name: str
-
-
 def raw_folder(lake: Lake, feed: str, day: date) -> str:
     return lake.uri("raw", feed, day.isoformat())
 
@@ -42,7 +35,7 @@ def land_drop(landing: Lake, lake: Lake, feed: str, day: date) -> str:
     up by re-running its date. Raises :class:`NoDrop` when the landing folder is empty.
     """
     source = landing.uri(feed, day.isoformat())
-    files = [u for u in landing.list(source) if not u.endswith("/")]
+    files = landing.list(source)
     if not files:
         raise NoDrop(f"no drop for feed {feed!r} on {day} under {source}")
     target = raw_folder(lake, feed, day)

@@ -10,7 +10,7 @@ import pandas as pd
 
 from pipeline.feeds import get_feed
 from pipeline.ingest.land import raw_folder, read_file
-from pipeline.ingest.validate import DropRejected, validate_frame
+from pipeline.ingest.validate import DropRejected, normalise_columns, validate_frame
 from pipeline.lake import Lake
 
 log = logging.getLogger(__name__)
@@ -60,8 +60,7 @@ def validate_and_publish(lake: Lake, feed_name: str, day: date, max_bad_share: f
                 frame = read_file(entry["name"], lake.read_bytes(f"{folder}/files/{entry['name']}"))
             except Exception as exc:  # any reader error means the drop cannot be trusted
                 raise DropRejected(f"cannot be read: {exc}", file=entry["name"]) from exc
-            frame.columns = [str(c).strip().lower() for c in frame.columns]
-            frames.append(frame)
+            frames.append(normalise_columns(frame, entry["name"]))
             sources += [entry["name"]] * len(frame)
         raw = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
         result = validate_frame(feed, raw, day, max_bad_share)

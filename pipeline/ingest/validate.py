@@ -276,7 +276,7 @@ def _coerce(feed: Feed, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame
 # -------------------------------------------------------------------- validation
 
 
-def _normalise_columns(frame: pd.DataFrame, file: str | None) -> pd.DataFrame:
+def normalise_columns(frame: pd.DataFrame, file: str | None) -> pd.DataFrame:
     """Copy of ``frame`` with stripped, lower-case column names and a positional index."""
     names = [str(c).strip().lower() for c in frame.columns]
     dupes = sorted({n for n in names if names.count(n) > 1})
@@ -363,7 +363,7 @@ def validate_frame(
     share, the limit and the top rules; ``.result`` holds the split). ``file`` only
     labels the exception.
     """
-    frame = _normalise_columns(raw, file)
+    frame = normalise_columns(raw, file)
     rows_in = len(frame)
     missing_required = [c for c in feed.required if c not in frame.columns]
     if missing_required:

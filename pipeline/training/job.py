@@ -15,7 +15,8 @@ import pandas as pd
 from pipeline.datasets import FamilyData, load_dataset
 from pipeline.lake import lake_from_settings
 from pipeline.registry import champion_version
-from pipeline.settings import FAMILIES, PROJECT_ROOT, Settings
+from pipeline.assets import FAMILIES
+from pipeline.settings import PROJECT_ROOT, Settings
 from pipeline.tracking import code_version, configure_mlflow, run_address
 
 log = logging.getLogger(__name__)

@@ -29,8 +29,14 @@ def test_local_lake_roundtrip_and_atomic_overwrite(tmp_path):
 
 
 def test_s3_lake_against_moto_server(s3_endpoint):
-    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket="retail-lake")
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint)
+    s3.create_bucket(Bucket="retail-lake")
     _roundtrip(Lake("s3://retail-lake/prefix", s3_endpoint))
+    # a folder marker (a key ending in "/", as some S3 tools write) is not a file
+    s3.put_object(Bucket="retail-lake", Key="prefix/landing/sales/2026-10-01/", Body=b"")
+    s3.put_object(Bucket="retail-lake", Key="prefix/landing/sales/2026-10-01/a.csv", Body=b"x")
+    lake = Lake("s3://retail-lake/prefix", s3_endpoint)
+    assert lake.list(lake.uri("landing", "sales", "2026-10-01")) == [lake.uri("landing/sales/2026-10-01/a.csv")]
 
 
 def test_unsupported_scheme_is_a_clear_error():
