@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,35 @@ class Lake:
             raise
         return uri
 
+    def get_file(self, uri: str, path: Path) -> Path:
+        """Copy one object to a local file, streamed (large drops never sit in memory)."""
+        scheme, bucket, key = _split(uri)
+        if scheme == "s3":
+            self._s3().download_file(bucket, key, str(path))
+        else:
+            shutil.copyfile(key, path)
+        return path
+
+    def put_file(self, path: Path, uri: str) -> str:
+        """Upload a local file, atomically: a temporary name renamed locally; on S3 the
+        object becomes visible only when its (multipart) upload completes."""
+        scheme, bucket, key = _split(uri)
+        if scheme == "s3":
+            self._s3().upload_file(str(path), bucket, key)
+            return uri
+        target = Path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            shutil.copyfile(path, tmp)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return uri
+
     def exists(self, uri: str) -> bool:
         scheme, bucket, key = _split(uri)
         if scheme == "s3":
@@ -73,19 +103,27 @@ class Lake:
         base = Path(key)
         if not base.is_dir():
             return []
-        return sorted(
-            prefix_uri.rstrip("/") + "/" + p.relative_to(base).as_posix()
+        return sorted(  # "%" escaped, as _split unquotes: a name holding "%2F" stays one name
+            prefix_uri.rstrip("/") + "/" + p.relative_to(base).as_posix().replace("%", "%25")
             for p in base.rglob("*")
             if p.is_file() and not p.name.startswith(".")
         )
 
+    def name_in(self, prefix_uri: str, uri: str) -> str:
+        """The path of ``uri`` below ``prefix_uri``, as the file is really named."""
+        rel = uri[len(prefix_uri.rstrip("/")):].lstrip("/")
+        return unquote(rel) if _split(uri)[0] == "file" else rel
+
+    def delete(self, uri: str) -> None:
+        scheme, bucket, key = _split(uri)
+        if scheme == "s3":
+            self._s3().delete_object(Bucket=bucket, Key=key)
+        else:
+            Path(key).unlink(missing_ok=True)
+
     def delete_prefix(self, prefix_uri: str) -> None:
         for uri in self.list(prefix_uri):
-            scheme, bucket, key = _split(uri)
-            if scheme == "s3":
-                self._s3().delete_object(Bucket=bucket, Key=key)
-            else:
-                Path(key).unlink(missing_ok=True)
+            self.delete(uri)
 
     # --- typed helpers ---------------------------------------------------------
     def write_parquet(self, uri: str, frame: pd.DataFrame) -> str:
