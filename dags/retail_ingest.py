@@ -4,13 +4,19 @@
 Daily, for each feed (sales, reviews, interactions, catalog):
 
 1. **land** copies `<landing>/<feed>/<logical date>/` into the lake's raw zone with a
-   manifest (files, sizes, sha256). A day without a drop is *skipped*, not failed.
-2. **validate** runs the feed's Great Expectations suite: good rows are published to
-   `validated/<feed>/date=<day>/`, bad rows go to `quarantine/` with the rule each broke.
-   A drop that is unreadable, lacks a required column or has too many bad rows is
-   quarantined whole and the task fails with the reason.
+   manifest (files, sizes, sha256). A day without a drop is *skipped* (or fails, with
+   `ingest.missing_drop: fail`). A file name that could leave the lake is refused.
+2. **validate** runs the feed's Great Expectations suite in chunks: good rows are
+   published to `validated/<feed>/date=<day>/`, bad rows go to `quarantine/` with every
+   rule they broke. A drop that is unreadable, lacks a required column or has too many
+   bad rows is quarantined whole and the task fails with the file, column and rule. The
+   log ends with a table (rows in / published / quarantined per file and per rule) and
+   the address of the HTML validation report in the lake.
+3. **check** compares the published drop with the previous window (drift) and the
+   catalog (unknown skus). Warnings go to the log; severe drift holds retraining until
+   someone runs `python -m pipeline data ack <feed> <date> --reason ...`.
 
-A successful validate updates the feed's Asset, which schedules retraining.
+A successful check updates the feed's Asset, which schedules retraining.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ VALIDATED = {feed: Asset(validated_asset(feed)) for feed in FEEDS}
     default_args={"retries": settings.task_retries, "retry_delay": pendulum.duration(minutes=2)},
 )
 def retail_ingest() -> None:
+    validated = {}
+    checks = {}
     for feed in FEEDS:
 
         @task(task_id=f"land_{feed}", doc_md=f"Copy the day's **{feed}** drop into the raw zone with a manifest.")
@@ -48,15 +56,28 @@ def retail_ingest() -> None:
             except NoDrop as exc:
                 raise AirflowSkipException(str(exc)) from exc
 
-        @task(
-            task_id=f"validate_{feed}",
-            outlets=[VALIDATED[feed]],
-            doc_md=f"Validate the **{feed}** drop; publish good rows, quarantine bad rows.",
-        )
+        @task(task_id=f"validate_{feed}",
+              doc_md=f"Validate the **{feed}** drop; publish good rows, quarantine bad rows; returns the report URI.")
         def validate(manifest_uri: str, feed: str = feed, ds: str | None = None) -> str:
             return steps.validate(feed, ds)
 
-        validate(land())
+        # all_done: runs whatever happened to the catalog; skips itself when nothing was published
+        @task(task_id=f"check_{feed}", outlets=[VALIDATED[feed]], trigger_rule="all_done",
+              doc_md=f"Drift of the **{feed}** drop against the previous window; unknown skus; holds.")
+        def check(feed: str = feed, ds: str | None = None) -> str:
+            from pipeline.ingest.quality import NothingPublished
+
+            try:
+                return steps.check_quality(feed, ds)
+            except NothingPublished as exc:
+                raise AirflowSkipException(str(exc)) from exc
+
+        validated[feed] = validate(land())
+        checks[feed] = check()
+        validated[feed] >> checks[feed]
+    for feed in FEEDS:  # unknown skus are judged against the catalog of the same day
+        if feed != "catalog":
+            validated["catalog"] >> checks[feed]
 
 
 retail_ingest()

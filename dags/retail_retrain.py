@@ -1,8 +1,9 @@
 """
 ### Retail retrain
 
-Runs when fresh sales, reviews and interactions have all been validated, or weekly,
-whichever comes first. For each model family (review sentiment, demand forecaster,
+Runs when fresh sales, reviews and interactions have all been validated and checked, or
+weekly, whichever comes first. A family whose feeds carry an unacknowledged severe-drift
+hold fails at build_dataset until someone acknowledges it. For each model family (review sentiment, demand forecaster,
 recommender):
 
 **build_dataset** (time-based train / holdout split from validated data) →
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import pendulum
 from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, dag, task
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from pipeline import steps
 from pipeline.assets import FAMILIES, FEEDS, champion_asset, validated_asset
@@ -47,9 +48,16 @@ CHAMPION = {family: Asset(champion_asset(family)) for family in FAMILIES}
 def retail_retrain() -> None:
     for family in FAMILIES:
 
-        @task(task_id=f"build_dataset_{family}", doc_md="Train and holdout sets from validated partitions.")
+        @task(task_id=f"build_dataset_{family}",
+              doc_md="Train and holdout sets from validated partitions. Fails without retrying while "
+                     "severe drift on the family's feeds is not acknowledged (`python -m pipeline data holds`).")
         def build_dataset(day: str, family: str = family) -> str:
-            return steps.build_dataset(family, day)
+            from pipeline.ingest.quality import RetrainingHeld
+
+            try:
+                return steps.build_dataset(family, day)
+            except RetrainingHeld as exc:  # waiting for a person: retrying would not help
+                raise AirflowFailException(str(exc)) from exc
 
         @task(task_id=f"fine_tune_{family}", doc_md="Fine-tune the model; returns the MLflow run id.")
         def fine_tune(dataset_uri: str, day: str, family: str = family) -> str:

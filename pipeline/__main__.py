@@ -28,6 +28,15 @@ def main(argv: list[str] | None = None) -> int:
     models = sub.add_parser("models", help="model registry")
     models.add_argument("action", choices=["status"])
 
+    data = sub.add_parser("data", help="data quality: drift holds on retraining")
+    data_sub = data.add_subparsers(dest="action", required=True)
+    data_sub.add_parser("holds", help="list severe-drift holds and whether they are acknowledged")
+    ack = data_sub.add_parser("ack", help="acknowledge a hold so retraining may go on")
+    ack.add_argument("feed")
+    ack.add_argument("date", help="the drop's logical date, YYYY-MM-DD")
+    ack.add_argument("--reason", required=True, help="why the drift is acceptable (recorded)")
+    ack.add_argument("--by", help="who acknowledges (default: the current user)")
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = load_settings()
@@ -48,6 +57,20 @@ def main(argv: list[str] | None = None) -> int:
         from pipeline.report import render_summary
 
         print(render_summary(settings, date.fromisoformat(args.date) if args.date else last_demo_day))
+    elif args.command == "data":
+        from pipeline.ingest import quality
+        from pipeline.lake import lake_from_settings
+
+        lake = lake_from_settings(settings)
+        if args.action == "ack":
+            print(f"acknowledged: {quality.acknowledge(lake, args.feed, date.fromisoformat(args.date), args.reason, args.by)}")
+        else:
+            holds = quality.all_holds(lake)
+            for hold in holds:
+                state = "acknowledged" if hold["acknowledged"] else "HOLDING retraining"
+                print(f"{hold['feed']} {hold['logical_date']}: {state}: {'; '.join(hold['severe'])}")
+            if not holds:
+                print("no drift holds")
     elif args.command == "models":
         from pipeline.report import model_rows
 

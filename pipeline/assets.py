@@ -4,10 +4,12 @@ from __future__ import annotations
 
 FEEDS = ("sales", "reviews", "interactions", "catalog")
 FAMILIES = ("sentiment", "forecaster", "recommender")
+# the feeds each model family is trained on (a hold on one of them holds its retraining)
+FAMILY_FEEDS = {"sentiment": ("reviews",), "forecaster": ("sales",), "recommender": ("interactions", "catalog")}
 
 
 def validated_asset(feed: str) -> str:
-    """Updated each time a feed's validated partition is published."""
+    """Updated each time a feed's drop is published and its quality checked."""
     return f"retail://validated/{feed}"
 
 

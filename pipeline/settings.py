@@ -99,6 +99,39 @@ class GateSettings(BaseModel):
     champion_tolerance: float = 0.0
 
 
+class DriftSettings(BaseModel):
+    """Drift of a validated drop against the drops of the previous ``window_days`` days.
+
+    Metrics (see pipeline/ingest/quality.py): ``label_shift`` and ``event_shift`` are total
+    variation distances between shares (0 to 1); ``text_length_change``,
+    ``units_per_store_change`` and ``price_change`` are relative changes of a median or
+    mean (0.5 = 50%); ``unknown_sku_increase`` is the rise of the share of rows whose sku
+    is not in the catalog. At ``warn`` the task logs a warning; at ``severe`` retraining of
+    the models that use the feed is held until someone acknowledges it
+    (``python -m pipeline data ack``). Unknown skus themselves are always a warning.
+    """
+
+    window_days: int = 28
+    warn: dict[str, float] = {
+        "label_shift": 0.10, "text_length_change": 0.5, "units_per_store_change": 0.5,
+        "price_change": 0.25, "unknown_sku_increase": 0.05, "event_shift": 0.10,
+    }
+    severe: dict[str, float] = {
+        "label_shift": 0.30, "text_length_change": 2.0, "units_per_store_change": 3.0,
+        "price_change": 1.0, "unknown_sku_increase": 0.50, "event_shift": 0.30,
+    }
+
+
+class IngestSettings(BaseModel):
+    # a drop with a larger share of bad rows is quarantined whole
+    max_bad_row_share: float = 0.05
+    # rows validated at a time: bounds memory on large drops
+    chunk_rows: int = 500_000
+    # a feed without a drop for the date: "skip" the day or "fail" the run
+    missing_drop: Literal["skip", "fail"] = "skip"
+    drift: DriftSettings = DriftSettings()
+
+
 class Settings(BaseSettings):
     """Everything configurable. Defaults give the embedded single-machine setup."""
 
@@ -111,7 +144,7 @@ class Settings(BaseSettings):
     # where drops land; empty means <lake_uri>/landing
     landing_uri: str = ""
     s3_endpoint_url: str = ""
-    max_bad_row_share: float = 0.05
+    ingest: IngestSettings = IngestSettings()
     sales_period: Literal["day", "week"] = "week"
 
     mlflow_tracking_uri: str = "sqlite:///" + str(PROJECT_ROOT / "var" / "mlflow" / "mlflow.db")

@@ -15,31 +15,57 @@ def _day(logical_date: str) -> date:
     return date.fromisoformat(logical_date[:10])
 
 
+class MissingDrop(Exception):
+    """No drop for a feed and date while settings say ``ingest.missing_drop: fail``."""
+
+
 def land(feed: str, logical_date: str) -> str:
-    """Copy the day's drop into the raw zone; raises NoDrop when nothing landed."""
-    from pipeline.ingest.land import land_drop
+    """Copy the day's drop into the raw zone. Without a drop: NoDrop (a skip) or
+    MissingDrop (a failure), as ``ingest.missing_drop`` says."""
+    from pipeline.ingest.land import NoDrop, land_drop
     from pipeline.lake import lake_from_settings, landing_lake
 
     settings = load_settings()
-    return land_drop(landing_lake(settings), lake_from_settings(settings), feed, _day(logical_date))
+    try:
+        return land_drop(landing_lake(settings), lake_from_settings(settings), feed, _day(logical_date))
+    except NoDrop as exc:
+        if settings.ingest.missing_drop == "fail":
+            raise MissingDrop(f"{exc} (settings: ingest.missing_drop=fail)") from exc
+        raise
 
 
 def validate(feed: str, logical_date: str) -> str:
-    """Validate the raw drop; publish good rows, quarantine bad ones; return the validated URI."""
+    """Validate the raw drop; publish good rows, quarantine bad ones; return the report URI."""
     from pipeline.ingest.publish import validate_and_publish
     from pipeline.lake import lake_from_settings
 
     settings = load_settings()
-    summary = validate_and_publish(lake_from_settings(settings), feed, _day(logical_date), settings.max_bad_row_share)
-    return summary.validated_uri
+    summary = validate_and_publish(lake_from_settings(settings), feed, _day(logical_date),
+                                   settings.ingest.max_bad_row_share, settings.ingest.chunk_rows)
+    return summary.report_uri
 
 
-def build_dataset(family: str, logical_date: str) -> str:
-    from pipeline.datasets import build_dataset as build
+def check_quality(feed: str, logical_date: str) -> str:
+    """Drift and unknown skus of the published drop; raises NothingPublished without one."""
+    from pipeline.ingest.quality import check_quality as check
     from pipeline.lake import lake_from_settings
 
     settings = load_settings()
-    return build(lake_from_settings(settings), family, _day(logical_date), settings.training)
+    return check(lake_from_settings(settings), feed, _day(logical_date), settings.ingest.drift).uri
+
+
+def build_dataset(family: str, logical_date: str) -> str:
+    """Train and holdout sets; raises RetrainingHeld while severe drift on the family's
+    feeds is not acknowledged."""
+    from pipeline.assets import FAMILY_FEEDS
+    from pipeline.datasets import build_dataset as build
+    from pipeline.ingest.quality import ensure_not_held
+    from pipeline.lake import lake_from_settings
+
+    settings = load_settings()
+    lake = lake_from_settings(settings)
+    ensure_not_held(lake, FAMILY_FEEDS[family], _day(logical_date))
+    return build(lake, family, _day(logical_date), settings.training)
 
 
 def fine_tune(family: str, dataset_uri: str, logical_date: str) -> str:

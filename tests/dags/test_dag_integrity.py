@@ -43,12 +43,16 @@ def test_dag_files_import_nothing_heavy_at_module_level(dag_file):
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
 
-def test_ingest_lands_then_validates_each_feed_and_updates_its_asset(dagbag):
+def test_ingest_lands_validates_then_checks_each_feed_and_updates_its_asset(dagbag):
     dag = dagbag.dags["retail_ingest"]
     for feed in ("sales", "reviews", "interactions", "catalog"):
-        land, validate = dag.get_task(f"land_{feed}"), dag.get_task(f"validate_{feed}")
+        land, validate, check = (dag.get_task(f"{step}_{feed}") for step in ("land", "validate", "check"))
         assert land.downstream_task_ids == {f"validate_{feed}"}
-        assert [o.uri for o in validate.outlets] == [f"retail://validated/{feed}"]
+        assert f"check_{feed}" in validate.downstream_task_ids and not validate.outlets
+        assert [o.uri for o in check.outlets] == [f"retail://validated/{feed}"]
+        assert check.trigger_rule == "all_done"
+        if feed != "catalog":  # unknown skus are judged against the same day's catalog
+            assert f"check_{feed}" in dag.get_task("validate_catalog").downstream_task_ids
 
 
 def test_retrain_chain_per_family(dagbag):
