@@ -12,7 +12,7 @@ export PYTHONPATH := $(CURDIR)
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install data demo run test airflow-ui mlflow-ui clean
+.PHONY: install data demo run test bench airflow-ui mlflow-ui clean
 
 install: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt requirements-data.txt
@@ -40,6 +40,9 @@ run: install
 test: install data
 	@$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; fi; exit $$rc
+
+bench: install data
+	$(BIN)/python benchmarks/ingest_bench.py
 
 airflow-ui: install
 	$(BIN)/airflow standalone
