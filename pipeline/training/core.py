@@ -1,18 +1,27 @@
 """The one training loop shared by the three model families.
 
-AdamW with decoupled weight decay (L2), a linear warmup then linear decay, gradient
-clipping, and a progress log line per epoch. Each family supplies its model, its
-batches and a function that turns a batch into a loss.
+Hyperparameters (:class:`LoopConfig`) are kept apart from infrastructure
+(:class:`RunOptions`: device, precision, checkpoints). The loop: AdamW with decoupled
+weight decay (L2; none on biases and norms), fused on CUDA; a linear warmup then linear
+decay; gradient clipping; bf16 autocast on CUDA; optional early stopping on a validation
+loss (the best weights are kept); a checkpoint every N steps and at each epoch end, from
+which a killed run resumes at the same step with the same data order.
+
+Each family supplies its model, ``make_batches(epoch)`` (collated up front, and a pure
+function of the epoch, so a resumed run sees the same batches) and a loss function.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import random
+import tempfile
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 import torch
@@ -24,13 +33,51 @@ Batch = dict[str, torch.Tensor]
 
 @dataclass
 class LoopConfig:
-    """Hyperparameters of the optimisation itself (kept apart from infrastructure)."""
+    """Hyperparameters of the optimisation itself."""
 
     epochs: int
     learning_rate: float
     weight_decay: float
     warmup_ratio: float
     max_grad_norm: float = 1.0
+    # stop after this many epochs without a better validation loss (0: never stop early)
+    early_stopping_patience: int = 0
+
+
+class Checkpointer:
+    """One checkpoint file at a lake URI (local or S3), replaced atomically each time."""
+
+    def __init__(self, lake: Any, uri: str) -> None:
+        self.lake, self.uri = lake, uri
+
+    def save(self, state: dict[str, Any]) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "checkpoint.pt"
+            torch.save(state, path)
+            self.lake.put_file(path, self.uri)
+
+    def load(self) -> dict[str, Any] | None:
+        if not self.lake.exists(self.uri):
+            return None
+        # our own file, written by save(); weights_only=False for the RNG states and history
+        return torch.load(io.BytesIO(self.lake.read_bytes(self.uri)), map_location="cpu", weights_only=False)
+
+
+@dataclass
+class RunOptions:
+    """Infrastructure flags: where and how a training runs, not what it learns."""
+
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
+    checkpoint: Checkpointer | None = None
+    checkpoint_every_steps: int = 0  # 0: only at each epoch end
+    label: str = "training"
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        if self.precision == "bf16" or (self.precision == "auto" and self.device.type == "cuda"):
+            return torch.bfloat16
+        return None
 
 
 @dataclass
@@ -39,6 +86,8 @@ class TrainHistory:
     steps: int = 0
     samples: int = 0
     seconds: float = 0.0
+    resumed_at_step: int = 0  # 0: started from scratch
+    stopped_early: bool = False
 
     @property
     def samples_per_second(self) -> float:
@@ -61,9 +110,9 @@ def select_device(requested: str = "auto") -> torch.device:
 
 
 def build_optimizer(
-    model: torch.nn.Module, cfg: LoopConfig, total_steps: int
+    model: torch.nn.Module, cfg: LoopConfig, total_steps: int, device: torch.device | None = None
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW without decay on biases and norms, linear warmup then linear decay to 0."""
+    """AdamW without decay on biases and norms (fused on CUDA), linear warmup then decay to 0."""
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         if not param.requires_grad:
@@ -75,6 +124,7 @@ def build_optimizer(
             {"params": no_decay, "weight_decay": 0.0},
         ],
         lr=cfg.learning_rate,
+        fused=device is not None and device.type == "cuda",
     )
     warmup = max(1, math.ceil(total_steps * cfg.warmup_ratio))
 
@@ -86,8 +136,30 @@ def build_optimizer(
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
 
+def pin_batches(batches: Sequence[Batch], device: torch.device) -> list[Batch]:
+    """Page-lock batches once up front so copies to the GPU can overlap compute."""
+    if device.type != "cuda":
+        return list(batches)
+    return [{k: v.pin_memory() for k, v in b.items()} for b in batches]
+
+
 def to_device(batch: Batch, device: torch.device) -> Batch:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def run_training(
@@ -95,29 +167,68 @@ def run_training(
     make_batches: Callable[[int], Sequence[Batch]],
     loss_fn: Callable[[torch.nn.Module, Batch], torch.Tensor],
     cfg: LoopConfig,
-    device: torch.device,
-    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
-    label: str = "training",
+    run: RunOptions,
+    validate: Callable[[torch.nn.Module], float] | None = None,
 ) -> TrainHistory:
-    """Train ``model`` in place for ``cfg.epochs`` epochs.
+    """Train ``model`` in place for ``cfg.epochs`` epochs (fewer if it stops early).
 
-    ``make_batches(epoch)`` returns that epoch's batches (already collated, so the
-    hot loop only moves tensors); ``loss_fn`` returns a scalar loss for one batch.
+    ``make_batches(epoch)`` returns that epoch's batches, already collated, so the hot
+    loop only moves tensors; ``loss_fn`` returns a scalar loss for one batch;
+    ``validate`` (optional) returns a validation loss after each epoch. With
+    ``run.checkpoint``, the run starts from the checkpoint when there is one.
     """
+    device, label = run.device, run.label
     model.to(device)
-    first = make_batches(0)
-    total_steps = max(1, len(first) * cfg.epochs)
-    optimizer, scheduler = build_optimizer(model, cfg, total_steps)
+    first = pin_batches(make_batches(0), device)
+    steps_per_epoch = len(first)
+    total_steps = max(1, steps_per_epoch * cfg.epochs)
+    optimizer, scheduler = build_optimizer(model, cfg, total_steps, device)
     history = TrainHistory()
-    start = time.perf_counter()
+    best: dict[str, Any] = {"loss": math.inf, "state": None, "epoch": -1}
+    start_epoch, skip, resumed_losses = 0, 0, []
+
+    saved = run.checkpoint.load() if run.checkpoint else None
+    if saved is not None:
+        if saved["total_steps"] != total_steps:
+            raise RuntimeError(f"checkpoint at {run.checkpoint.uri} is for {saved['total_steps']} steps, "
+                               f"this run has {total_steps}: remove it to start over")
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        _set_rng_state(saved["rng"])
+        history = TrainHistory(**saved["history"])
+        best = saved["best"]
+        start_epoch, skip, resumed_losses = saved["epoch"], saved["step_in_epoch"], saved["epoch_losses"]
+        history.resumed_at_step = history.steps
+        if history.stopped_early:
+            start_epoch = cfg.epochs
+        log.info("%s: resumed from checkpoint %s at step %d/%d (epoch %d)",
+                 label, run.checkpoint.uri, history.steps, total_steps, start_epoch + 1)
+
+    def checkpoint(epoch: int, step_in_epoch: int, losses: list[float]) -> None:
+        if run.checkpoint is None:
+            return
+        run.checkpoint.save({
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "rng": _rng_state(), "history": asdict(history), "best": best, "epoch": epoch,
+            "step_in_epoch": step_in_epoch, "epoch_losses": losses, "total_steps": total_steps,
+            "config": asdict(cfg),
+        })
+        log.info("%s: checkpoint at step %d -> %s", label, history.steps, run.checkpoint.uri)
+
+    started = time.perf_counter() - history.seconds
     report_every = max(1, total_steps // 20)  # about twenty progress lines per run
-    for epoch in range(cfg.epochs):
-        batches = first if epoch == 0 else make_batches(epoch)
+    autocast = run.autocast_dtype
+    for epoch in range(start_epoch, cfg.epochs):
+        batches = first if epoch == 0 else pin_batches(make_batches(epoch), device)
         model.train()
-        losses: list[float] = []
-        for batch in batches:
+        losses: list[float] = resumed_losses if skip else []
+        for step_in_epoch, batch in enumerate(batches):
+            if step_in_epoch < skip:
+                continue
             batch = to_device(batch, device)
-            loss = loss_fn(model, batch)
+            with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
+                loss = loss_fn(model, batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
@@ -126,21 +237,37 @@ def run_training(
             losses.append(float(loss.detach()))
             history.steps += 1
             history.samples += _batch_size(batch)
+            history.seconds = time.perf_counter() - started
             if history.steps % report_every == 0 and history.steps < total_steps:
-                elapsed = time.perf_counter() - start
+                rate = history.seconds / max(1, history.steps - history.resumed_at_step)
                 log.info("%s step %d/%d (epoch %d): loss %.4f, about %.0f s left", label, history.steps,
-                         total_steps, epoch + 1, losses[-1], elapsed / history.steps * (total_steps - history.steps))
-        history.seconds = time.perf_counter() - start
+                         total_steps, epoch + 1, losses[-1], rate * (total_steps - history.steps))
+            if run.checkpoint_every_steps and history.steps % run.checkpoint_every_steps == 0 \
+                    and step_in_epoch + 1 < len(batches):
+                checkpoint(epoch, step_in_epoch + 1, losses)
+        skip = 0
         stats = {"train_loss": float(np.mean(losses)) if losses else float("nan")}
+        if validate is not None:
+            model.eval()
+            with torch.no_grad(), torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
+                stats["val_loss"] = float(validate(model))
+            if stats["val_loss"] < best["loss"]:
+                best = {"loss": stats["val_loss"], "epoch": epoch,
+                        "state": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}}
         history.epochs.append(stats)
+        history.seconds = time.perf_counter() - started
         left = history.seconds / (epoch + 1) * (cfg.epochs - epoch - 1)
-        log.info(
-            "%s epoch %d/%d: loss %.4f, %d steps, %.1f samples/s, about %.0f s left",
-            label, epoch + 1, cfg.epochs, stats["train_loss"], len(batches),
-            history.samples_per_second, left,
-        )
-        if on_epoch_end:
-            on_epoch_end(epoch, stats)
+        log.info("%s epoch %d/%d: %s, %d steps, %.1f samples/s, about %.0f s left", label, epoch + 1, cfg.epochs,
+                 ", ".join(f"{k} {v:.4f}" for k, v in stats.items()), len(batches), history.samples_per_second, left)
+        if validate is not None and cfg.early_stopping_patience and epoch - best["epoch"] >= cfg.early_stopping_patience:
+            history.stopped_early = True
+            log.info("%s: no better validation loss for %d epochs: stopping early", label, cfg.early_stopping_patience)
+        checkpoint(epoch + 1, 0, [])
+        if history.stopped_early:
+            break
+    if best["state"] is not None and best["epoch"] != len(history.epochs) - 1:
+        model.load_state_dict(best["state"])
+        log.info("%s: kept the weights of epoch %d (best validation loss %.4f)", label, best["epoch"] + 1, best["loss"])
     return history
 
 
@@ -148,3 +275,14 @@ def _batch_size(batch: Batch) -> int:
     first = next(iter(batch.values()))
     return int(first.shape[0])
 
+
+def augment_tokens(batch: Batch, probability: float, generator: torch.Generator, special_ids: Sequence[int]) -> Batch:
+    """Token dropout: hide a random ``probability`` share of the ordinary tokens from
+    attention (their mask set to 0). Works on collated tensors, so batches stay collated
+    once up front; each epoch draws its own mask from ``generator``."""
+    if probability <= 0:
+        return batch
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    ordinary = mask.bool() & ~torch.isin(ids, torch.tensor(list(special_ids), dtype=ids.dtype))
+    drop = (torch.rand(ids.shape, generator=generator) < probability) & ordinary
+    return {**batch, "attention_mask": mask.masked_fill(drop, 0)}
