@@ -14,7 +14,8 @@ from datetime import date
 
 import pandas as pd
 
-from pipeline.ingest.publish import read_validated
+from pipeline.assets import FAMILY_FEEDS
+from pipeline.ingest.publish import partition_lineage, read_validated
 from pipeline.lake import Lake
 from pipeline.settings import TrainingSettings
 
@@ -112,9 +113,17 @@ def build_dataset(lake: Lake, family: str, day: date, training: TrainingSettings
     lake.write_parquet(f"{folder}/holdout.parquet", data.holdout)
     if data.catalog is not None:
         lake.write_parquet(f"{folder}/catalog.parquet", data.catalog)
+    lineage = [entry for feed in FAMILY_FEEDS[family] for entry in partition_lineage(lake, feed, day)]
+    lake.write_json(f"{folder}/lineage.json", lineage)
     log.info("%s dataset for %s: %d train rows, %d holdout rows -> %s",
              family, day, len(data.train), len(data.holdout), folder)
     return folder
+
+
+def load_lineage(lake: Lake, folder: str) -> list[dict]:
+    """The validated partitions (URI, rows, raw sha256) a dataset was built from."""
+    uri = f"{folder}/lineage.json"
+    return lake.read_json(uri) if lake.exists(uri) else []
 
 
 def load_dataset(lake: Lake, folder: str) -> FamilyData:

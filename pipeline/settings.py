@@ -37,6 +37,11 @@ class SentimentTraining(BaseModel):
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     holdout_fraction: float = 0.2
+    # with more than one epoch: the latest share of the training rows judges early stopping
+    validation_fraction: float = 0.1
+    early_stopping_patience: int = 1
+    # augmentation: share of ordinary tokens hidden from attention in each epoch (0: off)
+    token_dropout: float = 0.0
 
 
 class ForecasterTraining(BaseModel):
@@ -157,6 +162,16 @@ class Settings(BaseSettings):
     }
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    # training checkpoints (with optimizer, scheduler and RNG state) every N steps and at
+    # each epoch end, in the MLflow run's artifact location; a retried task resumes from it
+    checkpoint_every_steps: int = 100
+    # training tasks go to this Celery queue and Airflow pool (see pipeline/executors.py)
+    gpu_queue: str = "gpu"
+    gpu_pool: str = "gpu"
+    gpu_pool_slots: int = 1
+    # under the KubernetesExecutor: training pods ask for one nvidia.com/gpu
+    gpu_pod_override: bool = False
     ingest_schedule: str = "@daily"
     retrain_cron: str = "0 3 * * 1"  # weekly, Monday 03:00, unless fresh data comes first
     start_date: str = "2026-10-01"

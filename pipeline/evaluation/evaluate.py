@@ -41,23 +41,44 @@ def evaluate_run(settings: Settings, family: str, dataset_uri: str, run_id: str)
     baseline_fn, score_fn = _scorer(settings, family)
     question = module.model_input(data)
     model_uri = mlflow.get_run(run_id).data.tags["model_uri"]
-    results = {
-        "challenger": score_fn(mlflow.pyfunc.load_model(model_uri).predict(question), data),
-        "baseline": score_fn(baseline_fn(data), data),
+    predictions = {
+        "challenger": mlflow.pyfunc.load_model(model_uri).predict(question),
+        "baseline": baseline_fn(data),
     }
     champion = champion_version(settings, family)
     if champion is not None:
         uri = f"models:/{settings.model_name(family)}/{champion}"  # the version read above, even if the alias moves
-        results["champion"] = score_fn(mlflow.pyfunc.load_model(uri).predict(question), data)
+        predictions["champion"] = mlflow.pyfunc.load_model(uri).predict(question)
+    results = {role: score_fn(p, data) for role, p in predictions.items()}
     with mlflow.start_run(run_id=run_id) as run:
         log.info("MLflow run: %s", run_address(settings, run.info.experiment_id, run_id))
         for role, metrics in results.items():
             mlflow.log_metrics({f"{role}_{k}": v for k, v in metrics.items()})
         mlflow.set_tag("champion_version_at_evaluation", champion or "none")
         mlflow.log_dict({"champion_version": champion, **results}, "evaluation/metrics.json")
+        _log_plots(settings, family, data, predictions)
     table = pd.DataFrame(results).T
     log.info("%s holdout metrics (%d rows):\n%s", family, len(data.holdout), table.to_string(float_format="%.4f"))
     return run_id
+
+
+def _log_plots(settings: Settings, family: str, data: FamilyData, predictions: dict[str, pd.DataFrame]) -> None:
+    """The family's holdout figure, as plots/<name>.png in the run."""
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    from pipeline.evaluation import plots
+
+    if family == "sentiment":
+        name, fig = "confusion_matrix", plots.confusion_matrix(
+            data.holdout["label"].astype(str).tolist(), predictions["challenger"]["label"].astype(str).tolist(),
+            "challenger on the holdout")
+    elif family == "forecaster":
+        name, fig = "forecast_vs_actual", plots.forecast_vs_actual(data.train, data.holdout, predictions["challenger"])
+    else:
+        name, fig = "recall_at_k", plots.recall_at_k(predictions, data.holdout, settings.training.recommender.top_k)
+    mlflow.log_figure(fig, f"plots/{name}.png")
+    plt.close(fig)
 
 
 def gate_run(settings: Settings, family: str, run_id: str) -> dict:

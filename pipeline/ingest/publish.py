@@ -293,13 +293,32 @@ class StagedParquet:
         return path
 
 
-def read_validated(lake: Lake, feed: str, until: date) -> pd.DataFrame:
-    """All validated partitions of ``feed`` with a date up to ``until`` (inclusive)."""
-    frames = []
+def validated_partitions(lake: Lake, feed: str, until: date | None = None) -> dict[date, str]:
+    """Logical date -> URI of each validated partition of ``feed`` (up to ``until``), in date order."""
+    found = {}
     for uri in lake.list(lake.uri("validated", feed)):
         part = uri.rsplit("/", 2)[-2]
-        if part.startswith("date=") and date.fromisoformat(part[5:]) <= until:
-            frames.append(lake.read_parquet(uri).assign(_partition=part[5:]))
+        if part.startswith("date=") and (until is None or date.fromisoformat(part[5:]) <= until):
+            found[date.fromisoformat(part[5:])] = uri
+    return dict(sorted(found.items()))
+
+
+def read_validated(lake: Lake, feed: str, until: date) -> pd.DataFrame:
+    """All validated partitions of ``feed`` with a date up to ``until`` (inclusive)."""
+    frames = [lake.read_parquet(uri).assign(_partition=day.isoformat())
+              for day, uri in validated_partitions(lake, feed, until).items()]
     if not frames:
         raise FileNotFoundError(f"no validated {feed} data up to {until} in {lake.root}")
     return pd.concat(frames, ignore_index=True)
+
+
+def partition_lineage(lake: Lake, feed: str, until: date) -> list[dict]:
+    """For each validated partition up to ``until``: its URI, rows and the sha256 of the
+    raw files it came from (from the drop's manifest)."""
+    out = []
+    for day, uri in validated_partitions(lake, feed, until).items():
+        manifest = lake.read_json(lake.uri("raw", feed, day.isoformat(), "manifest.json"))
+        out.append({"feed": feed, "logical_date": day.isoformat(), "uri": uri,
+                    "rows": manifest.get("publish", {}).get("rows_published"),
+                    "files": {f["name"]: f["sha256"] for f in manifest["files"]}})
+    return out

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.assets import FEEDS
-from pipeline.ingest.publish import validated_uri
+from pipeline.ingest.publish import validated_partitions, validated_uri
 from pipeline.ingest.report import text_table
 from pipeline.lake import Lake
 from pipeline.settings import DriftSettings
@@ -114,22 +114,13 @@ def ack_uri(lake: Lake, feed: str, day: date) -> str:
     return lake.uri("quality", "acks", feed, f"date={day.isoformat()}.json")
 
 
-def _partitions(lake: Lake, feed: str) -> dict[date, str]:
-    out = {}
-    for uri in lake.list(lake.uri("validated", feed)):
-        part = uri.rsplit("/", 2)[-2]
-        if part.startswith("date="):
-            out[date.fromisoformat(part[5:])] = uri
-    return out
-
-
 def check_quality(lake: Lake, feed: str, day: date, settings: DriftSettings) -> QualityReport:
     """Compute the drift metrics and the unknown-sku share of the day's published drop."""
     uri = validated_uri(lake, feed, day)
     if not lake.exists(uri):
         raise NothingPublished(f"no validated {feed} partition for {day}: nothing to check")
     current = lake.read_parquet(uri)
-    partitions = _partitions(lake, feed)
+    partitions = validated_partitions(lake, feed)
     window = sorted(d for d in partitions if day - timedelta(days=settings.window_days) <= d < day)
     report = QualityReport(feed, day.isoformat(), len(current), [d.isoformat() for d in window])
 
@@ -162,7 +153,7 @@ def _check_skus(lake: Lake, feed: str, day: date, current: pd.DataFrame, referen
                 report: QualityReport) -> None:
     """Referential check against the catalog published up to ``day``: a warning with
     examples, the share as a metric, and its rise over the reference window as drift."""
-    known = {sku for d, uri in _partitions(lake, "catalog").items() if d <= day for sku in lake.read_parquet(uri)["sku"]}
+    known = {sku for uri in validated_partitions(lake, "catalog", day).values() for sku in lake.read_parquet(uri)["sku"]}
     if not known:
         log.warning("%s %s: no catalog published yet: skus not checked", feed, day)
         return

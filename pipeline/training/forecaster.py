@@ -35,6 +35,7 @@ from pipeline.settings import ForecasterTraining
 from pipeline.training.core import (
     Batch,
     LoopConfig,
+    RunOptions,
     TrainHistory,
     run_training,
     seed_everything,
@@ -439,7 +440,7 @@ def _loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
 def fine_tune(
     data: FamilyData,
     hp: ForecasterTraining,
-    device: torch.device,
+    run: RunOptions,
     model_dir: Path,
     init_dir: Path | None,
     seed: int,
@@ -479,11 +480,8 @@ def fine_tune(
         weight_decay=hp.weight_decay,
         warmup_ratio=hp.warmup_ratio,
     )
-    with _cpu_threads(device):
-        result = run_training(
-            model, _window_batches(panel, static, meta, hp, seed), _loss, cfg, device,
-            label="forecaster",
-        )
+    with _cpu_threads(run.device):
+        result = run_training(model, _window_batches(panel, static, meta, hp, seed), _loss, cfg, run)
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     model.to("cpu").save_pretrained(model_dir / MODEL_SUBDIR)

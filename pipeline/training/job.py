@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
 import logging
+import os
+import platform
 import tempfile
+import warnings
 from datetime import date
 from importlib.metadata import version
 from pathlib import Path
 from types import ModuleType
 
 import pandas as pd
+import torch
 
-from pipeline.datasets import FamilyData, load_dataset
+from pipeline.datasets import FamilyData, load_dataset, load_lineage
 from pipeline.lake import lake_from_settings
 from pipeline.registry import champion_version
 from pipeline.assets import FAMILIES
 from pipeline.settings import PROJECT_ROOT, Settings
 from pipeline.tracking import code_version, configure_mlflow, run_address
+from pipeline.training.core import Checkpointer, RunOptions
 
 log = logging.getLogger(__name__)
 
@@ -65,33 +72,110 @@ def champion_model_dir(settings: Settings, family: str, into: Path) -> Path | No
     return found
 
 
-def train_model(settings: Settings, family: str, dataset_uri: str, day: date) -> str:
-    """Fine-tune ``family`` on the dataset at ``dataset_uri``; return the MLflow run id."""
+def resume_key(family: str, day: date, dataset_uri: str) -> str:
+    """Identifies one training job across Airflow retries."""
+    return f"{family}|{day.isoformat()}|{dataset_uri}"
+
+
+def unfinished_run(settings: Settings, key: str) -> str | None:
+    """The latest run of this training job that did not finish (killed or failed), if any."""
     import mlflow
 
+    experiment = mlflow.get_experiment_by_name(settings.experiment_name)
+    if experiment is None:
+        return None
+    runs = mlflow.search_runs(
+        experiment_ids=[experiment.experiment_id],
+        filter_string=f"tags.resume_key = '{key}' and attributes.status != 'FINISHED'",
+        order_by=["attributes.start_time DESC"], max_results=1, output_format="list",
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def checkpointer(settings: Settings, artifact_uri: str, run_id: str) -> Checkpointer:
+    """The checkpoint lives in the run's artifact location when the lake code can write
+    there (file:// or s3://); otherwise (an MLflow-served artifact store) in the lake."""
+    from pipeline.lake import Lake
+
+    if artifact_uri.startswith(("file:", "s3:")):
+        return Checkpointer(Lake(artifact_uri, settings.s3_endpoint_url), f"{artifact_uri}/checkpoints/checkpoint.pt")
+    lake = lake_from_settings(settings)
+    return Checkpointer(lake, lake.uri("checkpoints", run_id, "checkpoint.pt"))
+
+
+def hardware_tags(device: torch.device) -> dict[str, str]:
+    tags = {"hardware.cpu_count": str(os.cpu_count()), "hardware.platform": platform.platform(),
+            "hardware.torch": torch.__version__, "device": str(device)}
+    if device.type == "cuda":
+        tags["hardware.gpu"] = torch.cuda.get_device_name(device)
+    return tags
+
+
+def log_lineage(lineage: list[dict]) -> None:
+    """Each validated partition the dataset read, as an MLflow dataset input: its URI as
+    source, and a digest of the sha256 of the raw files it was published from."""
+    import mlflow
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    for entry in lineage:
+        digest = hashlib.sha256("".join(sorted(entry["files"].values())).encode()).hexdigest()[:16]
+        with warnings.catch_warnings():  # "file" and "" schemes both resolve to the local source
+            warnings.simplefilter("ignore", UserWarning)
+            source = resolve_dataset_source(entry["uri"])
+        dataset = MetaDataset(source=source, name=f"{entry['feed']}/date={entry['logical_date']}", digest=digest)
+        mlflow.log_input(dataset, context="training", tags={"rows": str(entry["rows"]),
+                                                            "raw_sha256": json.dumps(entry["files"])[:5000]})
+
+
+def train_model(settings: Settings, family: str, dataset_uri: str, day: date) -> str:
+    """Fine-tune ``family`` on the dataset at ``dataset_uri``; return the MLflow run id.
+
+    A retry of the same job (same family, date and dataset) continues the run that did
+    not finish, from its last checkpoint."""
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    from pipeline.evaluation.plots import training_curves
     from pipeline.training.core import select_device
 
     module = family_module(family)
     configure_mlflow(settings)
-    data = load_dataset(lake_from_settings(settings), dataset_uri)
+    lake = lake_from_settings(settings)
+    data = load_dataset(lake, dataset_uri)
     hp = getattr(settings.training, family)
     device = select_device(settings.device)
-    with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_name=f"{family}-{day}") as run:
+    key = resume_key(family, day, dataset_uri)
+    previous = unfinished_run(settings, key)
+    with tempfile.TemporaryDirectory() as tmp, \
+            mlflow.start_run(run_id=previous, run_name=None if previous else f"{family}-{day}") as run:
         mlflow.set_tags({
             "family": family, "logical_date": day.isoformat(), "code_version": code_version(),
-            "dataset_uri": dataset_uri, "device": str(device),
+            "dataset_uri": dataset_uri, "resume_key": key, "precision": settings.precision,
+            **hardware_tags(device),
         })
-        mlflow.log_params({k: str(v)[:500] for k, v in settings.redacted().items()})
+        if previous:
+            log.info("continuing MLflow run %s of this job (it did not finish)", previous)
+        else:
+            mlflow.log_params({k: str(v)[:500] for k, v in settings.redacted().items()})
+            log_lineage(load_lineage(lake, dataset_uri))
         mlflow.log_metrics({"train_rows": len(data.train), "holdout_rows": len(data.holdout)})
         init_dir = champion_model_dir(settings, family, Path(tmp) / "champion") if family in WARM_START else None
         mlflow.set_tag("warm_start", "champion" if init_dir else "base")
         log.info("MLflow run: %s", run_address(settings, run.info.experiment_id, run.info.run_id))
+        checkpoint = checkpointer(settings, run.info.artifact_uri, run.info.run_id)
+        options = RunOptions(device, settings.precision, checkpoint, settings.checkpoint_every_steps, label=family)
         model_dir = Path(tmp) / "model_dir"
-        history = module.fine_tune(data, hp, device, model_dir, init_dir, settings.training.seed)
+        history = module.fine_tune(data, hp, options, model_dir, init_dir, settings.training.seed)
         for epoch, stats in enumerate(history.epochs):
             mlflow.log_metrics(stats, step=epoch + 1)
         mlflow.log_metrics({"train_seconds": history.seconds, "train_steps": history.steps,
-                            "train_samples_per_second": history.samples_per_second})
+                            "train_samples_per_second": history.samples_per_second,
+                            "resumed_at_step": history.resumed_at_step})
+        if history.epochs:
+            figure = training_curves(history.epochs, f"{family}: loss per epoch")
+            mlflow.log_figure(figure, "plots/training_curves.png")
+            plt.close(figure)
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=getattr(module, PYFUNC_CLASS[family])(),
@@ -101,5 +185,6 @@ def train_model(settings: Settings, family: str, dataset_uri: str, day: date) ->
             pip_requirements=[f"{p}=={version(p)}" for p in RUNTIME_PACKAGES] + [f"mlflow=={version('mlflow')}"],
         )
         mlflow.set_tag("model_uri", info.model_uri)
+        checkpoint.lake.delete(checkpoint.uri)  # the model is logged: nothing left to resume
         log.info("%s trained in %.0f s (%d steps), model %s", family, history.seconds, history.steps, info.model_uri)
         return run.info.run_id

@@ -28,7 +28,7 @@ from transformers import AutoTokenizer, BertModel
 from pipeline.datasets import FamilyData
 from pipeline.evaluation.metrics import ranking_metrics
 from pipeline.settings import RecommenderTraining
-from pipeline.training.core import Batch, LoopConfig, TrainHistory, run_training, seed_everything
+from pipeline.training.core import Batch, LoopConfig, RunOptions, TrainHistory, run_training, seed_everything
 from pipeline.training.encoder import resolve_base_model
 
 log = logging.getLogger(__name__)
@@ -231,7 +231,7 @@ def _masked_item_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
 def fine_tune(
     data: FamilyData,
     hp: RecommenderTraining,
-    device: torch.device,
+    run: RunOptions,
     model_dir: Path,
     init_dir: Path | None,
     seed: int,
@@ -239,7 +239,7 @@ def fine_tune(
     """Fine-tune MiniLM as a masked-item model and write everything the pyfunc needs."""
     seed_everything(seed)
     model_dir = Path(model_dir)
-    model, skus = _build_model(data, hp, device, Path(init_dir) if init_dir else None)
+    model, skus = _build_model(data, hp, run.device, Path(init_dir) if init_dir else None)
     index = {sku: i + N_SPECIAL for i, sku in enumerate(skus)}
     histories = _histories(data.train, index)
     length = hp.max_seq_length
@@ -261,7 +261,7 @@ def fine_tune(
         epochs=hp.epochs, learning_rate=hp.learning_rate,
         weight_decay=hp.weight_decay, warmup_ratio=hp.warmup_ratio,
     )
-    history = run_training(model, make_batches, _masked_item_loss, cfg, device, label="recommender")
+    history = run_training(model, make_batches, _masked_item_loss, cfg, run)
     _save(model, skus, data, hp, model_dir)
     return history
 

@@ -20,7 +20,15 @@ import torch
 from pipeline.datasets import FamilyData
 from pipeline.evaluation.metrics import classification_metrics
 from pipeline.settings import SentimentTraining
-from pipeline.training.core import LoopConfig, TrainHistory, run_training, seed_everything
+from pipeline.training.core import (
+    LoopConfig,
+    RunOptions,
+    TrainHistory,
+    augment_tokens,
+    run_training,
+    seed_everything,
+    to_device,
+)
 from pipeline.training.encoder import resolve_base_model
 
 log = logging.getLogger(__name__)
@@ -82,10 +90,13 @@ class MeanPoolClassifier(torch.nn.Module):
 
 
 def fine_tune(
-    data: FamilyData, hp: SentimentTraining, device: torch.device, model_dir: Path,
+    data: FamilyData, hp: SentimentTraining, run: RunOptions, model_dir: Path,
     init_dir: Path | None, seed: int,
 ) -> TrainHistory:
-    """Fine-tune the encoder (or ``init_dir``'s model) on labelled reviews; save to ``model_dir``."""
+    """Fine-tune the encoder (or ``init_dir``'s model) on labelled reviews; save to ``model_dir``.
+
+    The latest ``hp.validation_fraction`` of the training rows are held out for early
+    stopping (the best epoch's weights are kept)."""
     from transformers import AutoModel, AutoTokenizer
 
     seed_everything(seed)
@@ -102,25 +113,35 @@ def fine_tune(
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = MeanPoolClassifier(AutoModel.from_pretrained(source), len(classes))
     index = {c: i for i, c in enumerate(classes)}
-    batches = _bucketed_batches(
-        tokenizer, data.train["text"].astype(str).tolist(),
-        [index[c] for c in data.train["label"].astype(str)], hp.max_length, hp.batch_size,
-    )
-    generator = torch.Generator().manual_seed(seed)
+    n_val = int(len(data.train) * hp.validation_fraction) if hp.epochs > 1 else 0
+    train, val = data.train.iloc[: len(data.train) - n_val], data.train.iloc[len(data.train) - n_val:]
+
+    def collate(frame: pd.DataFrame) -> list[dict[str, torch.Tensor]]:
+        return _bucketed_batches(tokenizer, frame["text"].astype(str).tolist(),
+                                 [index[c] for c in frame["label"].astype(str)], hp.max_length, hp.batch_size)
+
+    batches, val_batches = collate(train), collate(val) if n_val else []
 
     def epoch_batches(epoch: int) -> list[dict[str, torch.Tensor]]:
-        return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+        # a pure function of the epoch: a run resumed from a checkpoint sees the same order
+        generator = torch.Generator().manual_seed(seed * 1_000 + epoch)
+        order = torch.randperm(len(batches), generator=generator).tolist()
+        return [augment_tokens(batches[i], hp.token_dropout, generator, tokenizer.all_special_ids) for i in order]
 
     # inverse-frequency class weights keep a short fine-tune from settling on the majority class
-    counts = data.train["label"].astype(str).value_counts()
-    weights = torch.tensor([len(data.train) / (len(classes) * counts[c]) for c in classes], dtype=torch.float32)
+    counts = train["label"].astype(str).value_counts()
+    weights = torch.tensor([len(train) / (len(classes) * counts.get(c, 1)) for c in classes], dtype=torch.float32)
 
     def loss_fn(net: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         logits = net(batch["input_ids"], batch["attention_mask"])
         return torch.nn.functional.cross_entropy(logits.float(), batch["labels"], weight=weights.to(logits.device))
 
-    cfg = LoopConfig(hp.epochs, hp.learning_rate, hp.weight_decay, hp.warmup_ratio)
-    history = run_training(model, epoch_batches, loss_fn, cfg, device, label="sentiment")
+    def validate(net: torch.nn.Module) -> float:
+        return float(np.mean([float(loss_fn(net, to_device(b, run.device))) for b in val_batches]))
+
+    cfg = LoopConfig(hp.epochs, hp.learning_rate, hp.weight_decay, hp.warmup_ratio,
+                     early_stopping_patience=hp.early_stopping_patience)
+    history = run_training(model, epoch_batches, loss_fn, cfg, run, validate if val_batches else None)
     model_dir.mkdir(parents=True, exist_ok=True)
     model.to("cpu").save(model_dir / "model", tokenizer)
     (model_dir / "config.json").write_text(json.dumps({"classes": classes, "max_length": hp.max_length}))

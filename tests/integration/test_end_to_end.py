@@ -83,6 +83,14 @@ def test_dags_run_end_to_end_on_real_data(retail_env, airflow_db, monkeypatch):
 
         info = mlflow.models.get_model_info(f"models:/{settings.model_name(family)}@champion")
         assert info.signature is not None
+        # lineage: the validated partitions read, as dataset inputs; hardware; plots
+        inputs = {d.dataset.name for d in run.inputs.dataset_inputs}
+        expected = {"sentiment": "reviews", "forecaster": "sales", "recommender": "interactions"}[family]
+        assert f"{expected}/date=2026-10-01" in inputs, inputs
+        assert run.data.tags["hardware.cpu_count"] and run.data.tags["precision"] == "auto"
+        plots = {f.path for f in client.list_artifacts(mv.run_id, "plots")}
+        figure = {"sentiment": "confusion_matrix", "forecaster": "forecast_vs_actual", "recommender": "recall_at_k"}
+        assert {"plots/training_curves.png", f"plots/{figure[family]}.png"} <= plots, plots
 
     outputs = {
         "inventory_plan/date=2026-10-03/plan.parquet": "forecaster",

@@ -15,6 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from pipeline.training.core import RunOptions
 from pipeline.datasets import FamilyData, split_sales
 from pipeline.settings import ForecasterTraining
 from pipeline.training import forecaster as fc
@@ -58,7 +59,7 @@ def data() -> FamilyData:
 @pytest.fixture(scope="module")
 def trained(data, tmp_path_factory):
     model_dir = tmp_path_factory.mktemp("forecaster") / "model_dir"
-    history = fc.fine_tune(data, ForecasterTraining(**TINY), torch.device("cpu"), model_dir, None, seed=3)
+    history = fc.fine_tune(data, ForecasterTraining(**TINY), RunOptions(), model_dir, None, seed=3)
     return model_dir, history
 
 
@@ -93,7 +94,7 @@ def test_training_learns_the_promo_lift_and_beats_seasonal_naive(tmp_path):
     hp = ForecasterTraining(**{
         **TINY, "epochs": 20, "windows_per_series": 16, "learning_rate": 3e-3, "d_model": 16,
     })
-    fc.fine_tune(data, hp, torch.device("cpu"), tmp_path / "m", None, seed=0)
+    fc.fine_tune(data, hp, RunOptions(), tmp_path / "m", None, seed=0)
     model = fc.ForecasterModel()
     model.load_context(SimpleNamespace(artifacts={"model_dir": str(tmp_path / "m")}))
     question = fc.model_input(data)
@@ -155,8 +156,8 @@ def test_warm_start_loads_the_champion_weights(trained, data, tmp_path):
     init_dir, _ = trained
     frozen = ForecasterTraining(**{**TINY, "epochs": 0})
     # a different seed would initialise different weights; the champion's must be kept
-    fc.fine_tune(data, frozen, torch.device("cpu"), tmp_path / "warm", init_dir, seed=99)
-    fc.fine_tune(data, frozen, torch.device("cpu"), tmp_path / "cold", None, seed=99)
+    fc.fine_tune(data, frozen, RunOptions(), tmp_path / "warm", init_dir, seed=99)
+    fc.fine_tune(data, frozen, RunOptions(), tmp_path / "cold", None, seed=99)
     champion, warm, cold = load_state(init_dir), load_state(tmp_path / "warm"), load_state(tmp_path / "cold")
     assert champion.keys() == warm.keys()
     assert all(torch.equal(champion[k], warm[k]) for k in champion)
@@ -166,7 +167,7 @@ def test_warm_start_loads_the_champion_weights(trained, data, tmp_path):
     more = weekly_sales()
     more = pd.concat([more, more[more.store_id == "12"].assign(store_id="13")], ignore_index=True)
     grown = split_sales(more, horizon=HORIZON, min_train_periods=8)
-    fc.fine_tune(grown, frozen, torch.device("cpu"), tmp_path / "grown", init_dir, seed=99)
+    fc.fine_tune(grown, frozen, RunOptions(), tmp_path / "grown", init_dir, seed=99)
     key = next(k for k in champion if k.endswith("embedder.embedders.0.weight"))
     after = load_state(tmp_path / "grown")[key]
     assert after.shape[0] == champion[key].shape[0] + 1

@@ -17,6 +17,7 @@ mlflow = pytest.importorskip("mlflow")
 
 from transformers import AutoTokenizer, BertModel  # noqa: E402
 
+from pipeline.training.core import RunOptions
 from pipeline.datasets import FamilyData, split_interactions  # noqa: E402
 from pipeline.settings import RecommenderTraining  # noqa: E402
 from pipeline.training import recommender as rec  # noqa: E402
@@ -82,7 +83,7 @@ def hp() -> RecommenderTraining:
 @pytest.fixture(scope="module")
 def model_dir(data: FamilyData, hp: RecommenderTraining, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("recommender") / "model_dir"
-    history = rec.fine_tune(data, hp, torch.device("cpu"), folder, None, seed=0)
+    history = rec.fine_tune(data, hp, RunOptions(), folder, None, seed=0)
     assert history.steps > 0 and len(history.epochs) == 1
     assert np.isfinite(history.epochs[0]["train_loss"])
     return folder
@@ -92,7 +93,7 @@ def model_dir(data: FamilyData, hp: RecommenderTraining, tmp_path_factory: pytes
 def untrained_dir(data: FamilyData, hp: RecommenderTraining, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """epochs=0: the model exactly as initialised."""
     folder = tmp_path_factory.mktemp("recommender0") / "model_dir"
-    rec.fine_tune(data, hp.model_copy(update={"epochs": 0}), torch.device("cpu"), folder, None, seed=0)
+    rec.fine_tune(data, hp.model_copy(update={"epochs": 0}), RunOptions(), folder, None, seed=0)
     return folder
 
 
@@ -164,7 +165,7 @@ def test_warm_start_keeps_rows_and_appends_new_items(
     extra = pd.DataFrame({"sku": ["NEW001"], "title": ["Oat Milk 1L"], "category": ["Dairy"]})
     catalog = pd.concat([data.catalog, extra])
     grown = FamilyData(data.train, data.holdout, catalog.reset_index(drop=True))
-    rec.fine_tune(grown, hp.model_copy(update={"epochs": 0}), torch.device("cpu"), tmp_path / "warm", model_dir, seed=0)
+    rec.fine_tune(grown, hp.model_copy(update={"epochs": 0}), RunOptions(), tmp_path / "warm", model_dir, seed=0)
     old = json.loads((model_dir / "items.json").read_text())["skus"]
     new = json.loads((tmp_path / "warm" / "items.json").read_text())["skus"]
     assert new == old + ["NEW001"]

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
+from pipeline.training.core import RunOptions
 from pipeline.datasets import FamilyData
 from pipeline.settings import SentimentTraining
 from pipeline.training import sentiment
@@ -25,7 +26,7 @@ def _data(n: int = 8) -> FamilyData:
 def model_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("sentiment") / "model_dir"
     hp = SentimentTraining(max_length=32, batch_size=8, epochs=3, learning_rate=5e-4)
-    history = sentiment.fine_tune(_data(16), hp, torch.device("cpu"), folder, None, seed=1)
+    history = sentiment.fine_tune(_data(16), hp, RunOptions(), folder, None, seed=1)
     assert history.steps == 6 and len(history.epochs) == 3
     return folder
 
@@ -46,14 +47,14 @@ def test_warm_start_refuses_a_model_with_other_labels(model_dir, tmp_path):
     data = _data()
     data.train["label"] = data.train["label"].map({"great": "pos", "other": "neg"})
     with pytest.raises(ValueError, match="other label values"):
-        sentiment.fine_tune(data, SentimentTraining(epochs=0), torch.device("cpu"), tmp_path / "m", model_dir, 1)
+        sentiment.fine_tune(data, SentimentTraining(epochs=0), RunOptions(), tmp_path / "m", model_dir, 1)
 
 
 def test_a_single_label_value_is_a_clear_error(tmp_path):
     data = _data()
     data.train["label"] = "great"
     with pytest.raises(ValueError, match="at least two label values"):
-        sentiment.fine_tune(data, SentimentTraining(), torch.device("cpu"), tmp_path / "m", None, 1)
+        sentiment.fine_tune(data, SentimentTraining(), RunOptions(), tmp_path / "m", None, 1)
 
 
 def test_baseline_and_score_agree_on_a_perfect_prediction():

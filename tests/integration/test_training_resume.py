@@ -1,0 +1,68 @@
+"""A training task killed mid-epoch (SIGKILL) resumes from its checkpoint when it runs
+again, in the same MLflow run, and ends with the same number of steps."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import torch
+
+from pipeline.demo_data import load_reviews
+from pipeline.lake import Lake
+
+DAY = "2026-10-03"
+TRAIN_CODE = (
+    "import logging, sys; logging.basicConfig(level=logging.INFO)\n"
+    "from pipeline import steps\n"
+    "print('RUN_ID', steps.fine_tune('sentiment', sys.argv[1], sys.argv[2]))\n"
+)
+
+
+def test_killed_training_resumes_at_its_checkpoint(retail_env: Path, monkeypatch):
+    # real reviews, tiny sizes: 2 epochs of 14 steps, a checkpoint every 3 steps
+    for key, value in {"EPOCHS": "2", "BATCH_SIZE": "4", "MAX_LENGTH": "32", "MAX_TRAIN_ROWS": "0"}.items():
+        monkeypatch.setenv(f"RETAIL_TRAINING__SENTIMENT__{key}", value)
+    monkeypatch.setenv("RETAIL_CHECKPOINT_EVERY_STEPS", "3")
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[2]))
+    reviews = load_reviews().sample(80, random_state=0).assign(created_at="2026-10-01")
+    lake = Lake((retail_env / "lake").as_uri())
+    dataset = lake.uri("datasets", "sentiment", f"date={DAY}")
+    lake.write_parquet(f"{dataset}/train.parquet", reviews.iloc[:64])
+    lake.write_parquet(f"{dataset}/holdout.parquet", reviews.iloc[64:])
+
+    first = subprocess.Popen([sys.executable, "-c", TRAIN_CODE, dataset, DAY], env=os.environ.copy(),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 300
+    checkpoints: list[Path] = []
+    while not checkpoints and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        checkpoints = list((retail_env / "artifacts").rglob("checkpoints/checkpoint.pt"))
+    assert checkpoints, f"no checkpoint appeared:\n{first.communicate()[0][-3000:]}"
+    first.send_signal(signal.SIGKILL)  # as a lost worker or an OOM kill would
+    first.wait()
+    saved = torch.load(checkpoints[0], weights_only=False)
+    saved_step, total = saved["history"]["steps"], saved["total_steps"]
+    assert 0 < saved_step < total, "the kill came too late to test a resume"
+
+    second = subprocess.run([sys.executable, "-c", TRAIN_CODE, dataset, DAY], env=os.environ.copy(),
+                            capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    run_id = second.stdout.split("RUN_ID")[-1].split()[0]
+    assert "resumed from checkpoint" in second.stderr and f"at step {saved_step}/{total}" in second.stderr
+
+    mlflow.set_tracking_uri(os.environ["RETAIL_MLFLOW_TRACKING_URI"])
+    run = mlflow.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["resumed_at_step"] == saved_step
+    assert run.data.metrics["train_steps"] == total
+    runs = mlflow.search_runs(experiment_ids=[run.info.experiment_id], output_format="list")
+    assert [r.info.run_id for r in runs] == [run_id]  # the killed run was continued, not duplicated
+    assert not list((retail_env / "artifacts").rglob("checkpoint.pt"))  # removed once the model is logged
+    artifacts = {f.path for f in mlflow.MlflowClient().list_artifacts(run_id, "plots")}
+    assert "plots/training_curves.png" in artifacts
