@@ -12,6 +12,9 @@ export PYTHONPATH := $(CURDIR)
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
+# the pool that training tasks run in (settings gpu_pool / gpu_pool_slots)
+GPU_POOL = $(BIN)/airflow pools set $${RETAIL_GPU_POOL:-gpu} $${RETAIL_GPU_POOL_SLOTS:-1} "model training (GPU when there is one)" > /dev/null
+
 .PHONY: install data demo run test bench airflow-ui mlflow-ui clean
 
 install: $(VENV)/.installed
@@ -35,6 +38,7 @@ demo: install data
 run: install
 	@mkdir -p var
 	$(BIN)/airflow db migrate > var/airflow-migrate.log 2>&1 || { cat var/airflow-migrate.log; exit 1; }
+	$(GPU_POOL)
 	$(BIN)/python scripts/run_dags.py $(if $(START),--start $(START)) $(if $(DAYS),--days $(DAYS)) $(if $(LANDING),--landing $(LANDING))
 
 test: install data
@@ -43,8 +47,12 @@ test: install data
 
 bench: install data
 	$(BIN)/python benchmarks/ingest_bench.py
+	$(BIN)/python benchmarks/sft_bench.py
 
 airflow-ui: install
+	@mkdir -p var
+	$(BIN)/airflow db migrate > var/airflow-migrate.log 2>&1 || { cat var/airflow-migrate.log; exit 1; }
+	$(GPU_POOL)
 	$(BIN)/airflow standalone
 
 mlflow-ui: install

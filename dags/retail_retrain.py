@@ -22,6 +22,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from pipeline import steps
 from pipeline.assets import FAMILIES, FEEDS, champion_asset, validated_asset
+from pipeline.executors import gpu_executor_config
 from pipeline.settings import load_settings
 
 settings = load_settings()
@@ -59,7 +60,10 @@ def retail_retrain() -> None:
             except RetrainingHeld as exc:  # waiting for a person: retrying would not help
                 raise AirflowFailException(str(exc)) from exc
 
-        @task(task_id=f"fine_tune_{family}", doc_md="Fine-tune the model; returns the MLflow run id.")
+        @task(task_id=f"fine_tune_{family}", queue=settings.gpu_queue, pool=settings.gpu_pool,
+              executor_config=gpu_executor_config(settings),
+              doc_md="Fine-tune the model on the GPU queue and pool (CPU when there is no GPU); "
+                     "checkpoints as it goes, and a retry resumes from the last one. Returns the MLflow run id.")
         def fine_tune(dataset_uri: str, day: str, family: str = family) -> str:
             return steps.fine_tune(family, dataset_uri, day)
 

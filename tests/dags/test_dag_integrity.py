@@ -70,3 +70,25 @@ def test_consumers_run_on_a_new_champion(dagbag):
     dag = dagbag.dags["retail_consumers"]
     assert set(dag.task_ids) == {"inventory_plan", "recommendations", "review_insights"}
     assert type(dag.timetable).__name__ == "AssetTriggeredTimetable"
+
+
+def test_training_tasks_go_to_the_gpu_queue_and_pool(dagbag):
+    dag = dagbag.dags["retail_retrain"]
+    for family in ("sentiment", "forecaster", "recommender"):
+        task = dag.get_task(f"fine_tune_{family}")
+        assert (task.queue, task.pool, task.executor_config) == ("gpu", "gpu", {})
+        assert dag.get_task(f"evaluate_{family}").queue != "gpu"
+
+
+def test_kubernetes_pod_override_asks_for_one_gpu():
+    """With gpu_pod_override on (set for the KubernetesExecutor), each training pod asks for a GPU."""
+    code = (
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        f"dag = DagBag({str(DAGS)!r}).dags['retail_retrain']\n"
+        "pod = dag.get_task('fine_tune_sentiment').executor_config['pod_override']\n"
+        "print(pod.spec.containers[0].name, pod.spec.containers[0].resources.limits)\n"
+    )
+    env = {**os.environ, "RETAIL_GPU_POD_OVERRIDE": "true"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "base {'nvidia.com/gpu': '1'}"
