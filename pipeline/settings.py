@@ -82,8 +82,23 @@ class TrainingSettings(BaseModel):
     recommender: RecommenderTraining = RecommenderTraining()
 
 
+class SliceRule(BaseModel):
+    """Per-slice regression rule: of the slices (of ``dimension``) with at least
+    ``min_samples`` holdout rows, no more than ``max_regressed_share`` may be worse than
+    the champion on ``metric`` by more than ``max_drop``."""
+
+    dimension: str  # "class", "store" or "category" (see pipeline/evaluation/slices.py)
+    metric: str
+    min_samples: int = 20
+    max_drop: float = 0.05
+    max_regressed_share: float = 0.25
+
+
 class GateSettings(BaseModel):
-    """Fixed thresholds; metric names are those written by the evaluation step."""
+    """Gate rules as data; metric names are those written by the evaluation step.
+
+    ``minimums``/``maximums`` apply to the challenger; a name ending in ``*`` applies to
+    every metric with that prefix (``recall_*``: the recall of each class)."""
 
     primary_metric: dict[str, str] = {
         "sentiment": "macro_f1",
@@ -91,17 +106,28 @@ class GateSettings(BaseModel):
         "recommender": "ndcg_at_10",
     }
     minimums: dict[str, dict[str, float]] = {
-        "sentiment": {"accuracy": 0.70, "macro_f1": 0.60},
+        "sentiment": {"accuracy": 0.70, "macro_f1": 0.60, "recall_*": 0.30},
         "forecaster": {},
-        "recommender": {"hr_at_10": 0.02},
+        "recommender": {"hr_at_10": 0.02, "ndcg_at_10": 0.01, "coverage_at_10": 0.01},
     }
     maximums: dict[str, dict[str, float]] = {
         "sentiment": {},
-        "forecaster": {"wape": 0.9},
+        "forecaster": {"wape": 0.9, "mase": 1.5, "abs_bias": 0.5},
         "recommender": {},
     }
     # the challenger may be worse than the champion by at most this much on the primary metric
     champion_tolerance: float = 0.0
+    slices: dict[str, list[SliceRule]] = {
+        "sentiment": [SliceRule(dimension="class", metric="recall", min_samples=20, max_drop=0.10,
+                                max_regressed_share=0.5)],
+        "forecaster": [SliceRule(dimension="store", metric="wape", min_samples=8, max_drop=0.10,
+                                 max_regressed_share=0.25)],
+        "recommender": [SliceRule(dimension="category", metric="hr_at_10", min_samples=20, max_drop=0.05,
+                                  max_regressed_share=0.25)],
+    }
+    # "manual": a person approves each promotion (python -m pipeline models approve)
+    approval: Literal["auto", "manual"] = "auto"
+    approval_timeout_hours: float = 72.0
 
 
 class DriftSettings(BaseModel):

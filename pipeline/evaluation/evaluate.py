@@ -9,6 +9,7 @@ import pandas as pd
 
 from pipeline.datasets import FamilyData, load_dataset
 from pipeline.evaluation.gate import GateDecision, evaluate_gate
+from pipeline.evaluation.slices import slice_metrics
 from pipeline.lake import lake_from_settings
 from pipeline.registry import champion_version
 from pipeline.settings import Settings
@@ -50,16 +51,34 @@ def evaluate_run(settings: Settings, family: str, dataset_uri: str, run_id: str)
         uri = f"models:/{settings.model_name(family)}/{champion}"  # the version read above, even if the alias moves
         predictions["champion"] = mlflow.pyfunc.load_model(uri).predict(question)
     results = {role: score_fn(p, data) for role, p in predictions.items()}
+    top_k = settings.training.recommender.top_k
+    slices = {role: slice_metrics(family, p, data, top_k) for role, p in predictions.items()}
     with mlflow.start_run(run_id=run_id) as run:
         log.info("MLflow run: %s", run_address(settings, run.info.experiment_id, run_id))
         for role, metrics in results.items():
             mlflow.log_metrics({f"{role}_{k}": v for k, v in metrics.items()})
-        mlflow.set_tag("champion_version_at_evaluation", champion or "none")
+        mlflow.set_tags({"champion_version_at_evaluation": champion or "none",
+                         "evaluation_set_uri": f"{dataset_uri}/holdout.parquet"})
         mlflow.log_dict({"champion_version": champion, **results}, "evaluation/metrics.json")
+        mlflow.log_dict(slices, "evaluation/slices.json")
+        _log_evaluation_set(data)
         _log_plots(settings, family, data, predictions)
     table = pd.DataFrame(results).T
     log.info("%s holdout metrics (%d rows):\n%s", family, len(data.holdout), table.to_string(float_format="%.4f"))
     return run_id
+
+
+def _log_evaluation_set(data: FamilyData) -> None:
+    """The frozen holdout every role was scored on, kept with the run."""
+    import tempfile
+    from pathlib import Path
+
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "holdout.parquet"
+        data.holdout.to_parquet(path, index=False)
+        mlflow.log_artifact(str(path), "evaluation")
 
 
 def _log_plots(settings: Settings, family: str, data: FamilyData, predictions: dict[str, pd.DataFrame]) -> None:
@@ -82,20 +101,30 @@ def _log_plots(settings: Settings, family: str, data: FamilyData, predictions: d
 
 
 def gate_run(settings: Settings, family: str, run_id: str) -> dict:
-    """Apply the gate to the run's logged metrics; log the decision; return it as a dict."""
+    """Apply the gate to the run's logged metrics and slices; log the decision, its
+    reasons and a report; return the decision as a dict."""
+    import matplotlib.pyplot as plt
     import mlflow
+
+    from pipeline.evaluation.report import gate_chart, gate_report
 
     configure_mlflow(settings)
     metrics = mlflow.get_run(run_id).data.metrics
     by_role = {
         role: {k[len(role) + 1:]: v for k, v in metrics.items() if k.startswith(role + "_")} for role in ROLES
     }
+    slices = mlflow.artifacts.load_dict(f"runs:/{run_id}/evaluation/slices.json")
     decision: GateDecision = evaluate_gate(
-        family, by_role["challenger"], by_role["baseline"], by_role["champion"] or None, settings.gate
+        family, by_role["challenger"], by_role["baseline"], by_role["champion"] or None, settings.gate, slices
     )
+    report = gate_report(decision, by_role, slices, settings.gate)
     with mlflow.start_run(run_id=run_id):
         mlflow.set_tags({"gate_passed": str(decision.passed).lower(),
                          "gate_reasons": "; ".join(f.reason for f in decision.failures) or "all rules passed"})
         mlflow.log_dict(decision.to_dict(), "evaluation/gate.json")
-    log.info(decision.summary())
+        mlflow.log_text(report, "evaluation/gate_report.md")
+        figure = gate_chart(decision, by_role)
+        mlflow.log_figure(figure, "evaluation/gate.png")
+        plt.close(figure)
+    log.info("%s\n\n%s", decision.summary(), report)
     return decision.to_dict()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from pipeline.settings import GateSettings
+from pipeline.settings import GateSettings, SliceRule
 
 LOWER_IS_BETTER = {"wape", "mase", "abs_bias"}
+# role -> dimension -> slice value -> {"metric": value, "n": holdout rows}
+Slices = dict[str, dict[str, dict[str, dict[str, float]]]]
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,7 @@ class GateDecision:
     primary_metric: str
     failures: list[Failure] = field(default_factory=list)
     first_model: bool = False
+    notes: list[str] = field(default_factory=list)  # what was checked, or left out, and why
 
     def to_dict(self) -> dict:
         return {**asdict(self), "failures": [asdict(f) for f in self.failures]}
@@ -34,6 +37,7 @@ class GateDecision:
         lines = [f"gate {verdict} for {self.family} on {self.primary_metric}"
                  + (" (first model: no champion yet)" if self.first_model else "")]
         lines += [f"  - {f.rule}: {f.reason}" for f in self.failures]
+        lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
 
@@ -42,19 +46,62 @@ def better(metric: str, a: float, b: float) -> bool:
     return a < b if metric in LOWER_IS_BETTER else a > b
 
 
+def _expand(limits: dict[str, float], metrics: dict[str, float]) -> list[tuple[str, float]]:
+    """``recall_*`` becomes one limit per computed metric with that prefix."""
+    out = []
+    for name, limit in limits.items():
+        if name.endswith("*"):
+            out += [(m, limit) for m in sorted(metrics) if m.startswith(name[:-1])]
+        else:
+            out.append((name, limit))
+    return out
+
+
+def worse_by(metric: str, value: float, reference: float) -> float:
+    """How much worse ``value`` is than ``reference`` (negative when better)."""
+    return value - reference if metric in LOWER_IS_BETTER else reference - value
+
+
+def _slice_rule(rule: SliceRule, challenger: dict, champion: dict, failures: list[Failure], notes: list[str]) -> None:
+    mine, theirs = challenger.get(rule.dimension, {}), champion.get(rule.dimension, {})
+    small = sorted(v for v, s in mine.items() if s["n"] < rule.min_samples)
+    if small:
+        notes.append(f"{len(small)} {rule.dimension} slice(s) under {rule.min_samples} samples left out of the "
+                     f"{rule.metric} slice rule: {', '.join(small[:10])}")
+    eligible = sorted(v for v, s in mine.items() if s["n"] >= rule.min_samples and v in theirs)
+    if not eligible:
+        notes.append(f"slice rule {rule.metric} by {rule.dimension}: no slice has {rule.min_samples} samples; not applied")
+        return
+    regressed = [v for v in eligible
+                 if worse_by(rule.metric, mine[v]["metric"], theirs[v]["metric"]) > rule.max_drop]
+    share = len(regressed) / len(eligible)
+    notes.append(f"slice rule {rule.metric} by {rule.dimension}: {len(regressed)} of {len(eligible)} slices "
+                 f"regressed by more than {rule.max_drop}")
+    if share > rule.max_regressed_share:
+        examples = ", ".join(f"{v} ({theirs[v]['metric']:.3f} -> {mine[v]['metric']:.3f})" for v in regressed[:5])
+        failures.append(Failure(
+            "slice_regression", f"{rule.metric} by {rule.dimension}", share, rule.max_regressed_share,
+            f"{len(regressed)} of {len(eligible)} {rule.dimension} slices ({share:.0%}) are worse than the champion "
+            f"by more than {rule.max_drop} {rule.metric} (limit {rule.max_regressed_share:.0%}): {examples}"))
+
+
 def evaluate_gate(
     family: str,
     challenger: dict[str, float],
     baseline: dict[str, float],
     champion: dict[str, float] | None,
     rules: GateSettings,
+    slices: Slices | None = None,
 ) -> GateDecision:
-    """Check the challenger against fixed thresholds, the baseline and the champion.
+    """Check the challenger against fixed thresholds, the baseline, the champion and the
+    champion slice by slice; return every failed rule.
 
-    With no champion (the first run) only the thresholds and the baseline apply.
+    With no champion (the first run) only the thresholds and the baseline apply, and the
+    decision says so (``first_model``).
     """
     primary = rules.primary_metric[family]
     failures: list[Failure] = []
+    notes: list[str] = []
 
     def value(metrics: dict[str, float], name: str, rule: str) -> float | None:
         if name not in metrics:
@@ -62,11 +109,11 @@ def evaluate_gate(
             return None
         return float(metrics[name])
 
-    for name, minimum in rules.minimums.get(family, {}).items():
+    for name, minimum in _expand(rules.minimums.get(family, {}), challenger):
         v = value(challenger, name, "minimum")
         if v is not None and v < minimum:
             failures.append(Failure("minimum", name, v, minimum, f"{name} {v:.4f} is below the minimum {minimum:.4f}"))
-    for name, maximum in rules.maximums.get(family, {}).items():
+    for name, maximum in _expand(rules.maximums.get(family, {}), challenger):
         v = value(challenger, name, "maximum")
         if v is not None and v > maximum:
             failures.append(Failure("maximum", name, v, maximum, f"{name} {v:.4f} is above the maximum {maximum:.4f}"))
@@ -76,7 +123,9 @@ def evaluate_gate(
     if mine is not None and base is not None and not better(primary, mine, base):
         failures.append(Failure("beats_baseline", primary, mine, base,
                                 f"{primary} {mine:.4f} does not beat the baseline's {base:.4f}"))
-    if champion is not None:
+    if champion is None:
+        notes.append("first model of this family: no champion to compare with; champion and slice rules not applied")
+    else:
         champ = value(champion, primary, "not_worse_than_champion")
         if mine is not None and champ is not None:
             tol = rules.champion_tolerance
@@ -85,4 +134,6 @@ def evaluate_gate(
                 failures.append(Failure("not_worse_than_champion", primary, mine, champ,
                                         f"{primary} {mine:.4f} is worse than the champion's {champ:.4f} "
                                         f"beyond the tolerance {tol}"))
-    return GateDecision(family, not failures, primary, failures, first_model=champion is None)
+        for rule in rules.slices.get(family, []):
+            _slice_rule(rule, (slices or {}).get("challenger", {}), (slices or {}).get("champion", {}), failures, notes)
+    return GateDecision(family, not failures, primary, failures, first_model=champion is None, notes=notes)

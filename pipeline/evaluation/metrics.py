@@ -28,13 +28,14 @@ def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str]) -> dict
 def forecast_metrics(
     actual: Sequence[float], forecast: Sequence[float], naive_mae: float | None = None
 ) -> dict[str, float]:
-    """WAPE (sum |error| / sum actual), bias (sum error / sum actual) and, given the
+    """WAPE (sum |error| / sum actual), bias (sum error / sum actual) and its size, and, given the
     in-sample MAE of a one-step naive forecast, MASE."""
     a = np.asarray(actual, dtype=float)
     f = np.asarray(forecast, dtype=float)
     err = f - a
     denom = max(float(np.abs(a).sum()), 1e-9)
-    out = {"wape": float(np.abs(err).sum() / denom), "bias": float(err.sum() / denom)}
+    bias = float(err.sum() / denom)
+    out = {"wape": float(np.abs(err).sum() / denom), "bias": bias, "abs_bias": abs(bias)}
     if naive_mae:
         out["mase"] = float(np.abs(err).mean() / naive_mae)
     return out

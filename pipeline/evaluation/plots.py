@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 
-def _figure(width: float = 6.0, height: float = 4.0, rows: int = 0) -> tuple[Any, Any]:
+def new_figure(width: float = 6.0, height: float = 4.0, rows: int = 0) -> tuple[Any, Any]:
     """A figure and its axes (a column of ``rows`` axes when rows > 0)."""
     import matplotlib
 
@@ -24,7 +24,7 @@ def _figure(width: float = 6.0, height: float = 4.0, rows: int = 0) -> tuple[Any
 
 def training_curves(epochs: list[dict[str, float]], title: str) -> Any:
     """Train (and validation) loss per epoch."""
-    fig, ax = _figure()
+    fig, ax = new_figure()
     for key in sorted({k for e in epochs for k in e}):
         ax.plot(range(1, len(epochs) + 1), [e.get(key, np.nan) for e in epochs], marker="o", label=key)
     ax.set(xlabel="epoch", ylabel="loss", title=title)
@@ -40,7 +40,7 @@ def confusion_matrix(y_true: list[str], y_pred: list[str], title: str) -> Any:
     counts = np.zeros((len(classes), len(classes)), dtype=int)
     for t, p in zip(y_true, y_pred):
         counts[index[t], index[p]] += 1
-    fig, ax = _figure(4.5, 4.0)
+    fig, ax = new_figure(4.5, 4.0)
     ax.imshow(counts, cmap="Blues")
     for (i, j), n in np.ndenumerate(counts):
         ax.text(j, i, str(n), ha="center", va="center", color="black")
@@ -56,7 +56,7 @@ def forecast_vs_actual(train: pd.DataFrame, holdout: pd.DataFrame, forecast: pd.
     the forecast with its 10-90% band."""
     volume = holdout.groupby(["store_id", "sku"])["units"].sum().sort_values(ascending=False)
     keys = list(volume.index[:series])
-    fig, axes = _figure(8.0, 2.2 * max(1, len(keys)), rows=max(1, len(keys)))
+    fig, axes = new_figure(8.0, 2.2 * max(1, len(keys)), rows=max(1, len(keys)))
     for ax, (store, sku) in zip(axes, keys):
         past = train[(train["store_id"] == store) & (train["sku"] == sku)].sort_values("date").tail(history)
         future = holdout[(holdout["store_id"] == store) & (holdout["sku"] == sku)].sort_values("date")
@@ -76,7 +76,7 @@ def recall_at_k(rankings: dict[str, pd.DataFrame], holdout: pd.DataFrame, max_k:
     """Share of holdout customers whose held-out item is in the top K, K = 1..max_k,
     for each set of rankings (challenger, baseline, ...)."""
     targets = dict(zip(holdout["customer_id"].astype(str), holdout["sku"].astype(str)))
-    fig, ax = _figure()
+    fig, ax = new_figure()
     ks = np.arange(1, max_k + 1)
     for role, ranked in rankings.items():
         ranked = ranked.assign(customer_id=ranked["customer_id"].astype(str), sku=ranked["sku"].astype(str))

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import platform
+import re
 import tempfile
 import warnings
 from datetime import date
@@ -157,7 +158,8 @@ def train_model(settings: Settings, family: str, dataset_uri: str, day: date) ->
         if previous:
             log.info("continuing MLflow run %s of this job (it did not finish)", previous)
         else:
-            mlflow.log_params({k: str(v)[:500] for k, v in settings.redacted().items()})
+            # MLflow keys allow only letters, digits and _-. :/ ("recall_*" becomes "recall__")
+            mlflow.log_params({re.sub(r"[^\w\-. :/]", "_", k): str(v)[:500] for k, v in settings.redacted().items()})
             log_lineage(load_lineage(lake, dataset_uri))
         mlflow.log_metrics({"train_rows": len(data.train), "holdout_rows": len(data.holdout)})
         init_dir = champion_model_dir(settings, family, Path(tmp) / "champion") if family in WARM_START else None

@@ -36,3 +36,81 @@ def test_lower_is_better_metrics_and_champion_tolerance():
 def test_a_missing_metric_fails_rather_than_passes():
     d = evaluate_gate("recommender", {}, {"ndcg_at_10": 0.1}, None, RULES)
     assert not d.passed and d.failures[0].reason == "metric 'ndcg_at_10' was not computed"
+
+
+# ----------------------------------------------------------------- rules as data, slices
+
+from pipeline.evaluation.report import gate_report  # noqa: E402
+from pipeline.settings import SliceRule  # noqa: E402
+
+SLICED = GateSettings(
+    minimums={"sentiment": {"recall_*": 0.5}, "forecaster": {}, "recommender": {"coverage_at_10": 0.05}},
+    maximums={"sentiment": {}, "forecaster": {"abs_bias": 0.2, "mase": 1.0}, "recommender": {}},
+    slices={"forecaster": [SliceRule(dimension="store", metric="wape", min_samples=10, max_drop=0.05,
+                                     max_regressed_share=0.25)]},
+)
+
+
+def stores(**wape_n: tuple[float, int]) -> dict:
+    return {"store": {s: {"metric": w, "n": n} for s, (w, n) in wape_n.items()}}
+
+
+def test_wildcard_minimum_applies_to_each_class():
+    d = evaluate_gate("sentiment", {"macro_f1": 0.8, "recall_great": 0.9, "recall_other": 0.4},
+                      {"macro_f1": 0.7}, None, SLICED)
+    assert [(f.rule, f.metric) for f in d.failures] == [("minimum", "recall_other")]
+
+
+def test_maximums_on_bias_and_mase():
+    d = evaluate_gate("forecaster", {"wape": 0.3, "abs_bias": 0.25, "mase": 1.2}, {"wape": 0.5}, None, SLICED)
+    assert {(f.rule, f.metric) for f in d.failures} == {("maximum", "abs_bias"), ("maximum", "mase")}
+
+
+def test_minimum_on_catalog_coverage():
+    d = evaluate_gate("recommender", {"ndcg_at_10": 0.1, "coverage_at_10": 0.01}, {"ndcg_at_10": 0.05}, None, SLICED)
+    assert [(f.rule, f.metric) for f in d.failures] == [("minimum", "coverage_at_10")]
+
+
+def test_slice_rule_fails_when_too_many_slices_regress():
+    challenger = stores(a=(0.30, 40), b=(0.50, 40), c=(0.20, 40), d=(0.40, 40))
+    champion = stores(a=(0.30, 40), b=(0.35, 40), c=(0.21, 40), d=(0.30, 40))
+    d = evaluate_gate("forecaster", {"wape": 0.30, "abs_bias": 0.0, "mase": 0.5}, {"wape": 0.5},
+                      {"wape": 0.31}, SLICED, {"challenger": challenger, "champion": champion})
+    [failure] = d.failures
+    assert failure.rule == "slice_regression" and failure.value == 0.5 and failure.threshold == 0.25
+    assert "2 of 4 store slices (50%)" in failure.reason and "b (0.350 -> 0.500)" in failure.reason
+
+
+def test_slice_rule_leaves_out_slices_that_are_too_small():
+    # store b regresses badly but has 3 rows: left out, and the decision says so
+    challenger = stores(a=(0.30, 40), b=(0.90, 3), c=(0.20, 40))
+    champion = stores(a=(0.30, 40), b=(0.20, 3), c=(0.21, 40))
+    d = evaluate_gate("forecaster", {"wape": 0.3, "abs_bias": 0.0, "mase": 0.5}, {"wape": 0.5},
+                      {"wape": 0.31}, SLICED, {"challenger": challenger, "champion": champion})
+    assert d.passed
+    assert any("1 store slice(s) under 10 samples left out" in n and ": b" in n for n in d.notes)
+    only_small = evaluate_gate("forecaster", {"wape": 0.3, "abs_bias": 0.0, "mase": 0.5}, {"wape": 0.5},
+                               {"wape": 0.31}, SLICED, {"challenger": stores(b=(0.9, 3)), "champion": stores(b=(0.2, 3))})
+    assert only_small.passed and any("no slice has 10 samples; not applied" in n for n in only_small.notes)
+
+
+def test_first_run_says_which_rules_did_not_apply():
+    d = evaluate_gate("forecaster", {"wape": 0.3, "abs_bias": 0.0, "mase": 0.5}, {"wape": 0.5}, None, SLICED,
+                      {"challenger": stores(a=(0.9, 40))})
+    assert d.passed and d.first_model
+    assert d.notes == ["first model of this family: no champion to compare with; champion and slice rules not applied"]
+
+
+def test_gate_report_shows_numbers_reasons_and_slices():
+    challenger = stores(a=(0.30, 40), b=(0.50, 40))
+    champion = stores(a=(0.30, 40), b=(0.35, 40))
+    metrics = {"challenger": {"wape": 0.4, "abs_bias": 0.3, "mase": 0.5}, "champion": {"wape": 0.35},
+               "baseline": {"wape": 0.6}}
+    slices = {"challenger": challenger, "champion": champion, "baseline": stores(a=(0.6, 40), b=(0.6, 40))}
+    d = evaluate_gate("forecaster", metrics["challenger"], metrics["baseline"], metrics["champion"], SLICED, slices)
+    report = gate_report(d, metrics, slices, SLICED)
+    assert report.startswith("# Gate FAILED: forecaster")
+    assert "| wape (primary) | 0.4000 | 0.3500 | 0.6000 | - | - |" in report
+    assert "| abs_bias | 0.3000 | - | - | - | 0.2000 |" in report
+    assert "**not_worse_than_champion**" in report and "**slice_regression**" in report
+    assert "| b | 40 | 0.5000 | 0.3500 | 0.6000 | yes |" in report

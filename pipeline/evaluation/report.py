@@ -1,0 +1,80 @@
+"""The gate report a person reads before approving: Markdown with the rules, the three
+sets of numbers, the slices and every reason, plus a bar chart of the gated metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.evaluation.gate import GateDecision, Slices, worse_by
+from pipeline.settings import GateSettings
+
+ROLES = ("challenger", "champion", "baseline")
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def gated_metrics(decision: GateDecision, rules: GateSettings, challenger: dict[str, float]) -> list[str]:
+    names = [decision.primary_metric]
+    for limits in (rules.minimums.get(decision.family, {}), rules.maximums.get(decision.family, {})):
+        for name in limits:
+            found = [m for m in sorted(challenger) if m.startswith(name[:-1])] if name.endswith("*") else [name]
+            names += [m for m in found if m not in names]
+    return names
+
+
+def gate_report(decision: GateDecision, by_role: dict[str, dict[str, float]], slices: Slices,
+                rules: GateSettings) -> str:
+    verdict = "PASSED" if decision.passed else "FAILED"
+    lines = [f"# Gate {verdict}: {decision.family}", ""]
+    if decision.first_model:
+        lines += ["First model of this family: there is no champion, so only the thresholds and the "
+                  "baseline apply.", ""]
+    lines += ["| metric | challenger | champion | baseline | minimum | maximum |", "|---|---:|---:|---:|---:|---:|"]
+    mins, maxs = rules.minimums.get(decision.family, {}), rules.maximums.get(decision.family, {})
+    for name in gated_metrics(decision, rules, by_role["challenger"]):
+        low = mins.get(name, next((v for k, v in mins.items() if k.endswith("*") and name.startswith(k[:-1])), None))
+        high = maxs.get(name, next((v for k, v in maxs.items() if k.endswith("*") and name.startswith(k[:-1])), None))
+        row = [_fmt(by_role.get(role, {}).get(name)) for role in ROLES]
+        marker = " (primary)" if name == decision.primary_metric else ""
+        lines.append(f"| {name}{marker} | {' | '.join(row)} | {_fmt(low)} | {_fmt(high)} |")
+    lines += ["", "## Failed rules", ""]
+    lines += [f"- **{f.rule}** ({f.metric}): {f.reason}" for f in decision.failures] or ["- none"]
+    for rule in rules.slices.get(decision.family, []):
+        mine = slices.get("challenger", {}).get(rule.dimension, {})
+        theirs = slices.get("champion", {}).get(rule.dimension, {})
+        lines += ["", f"## Slices: {rule.metric} by {rule.dimension} (at least {rule.min_samples} rows; "
+                      f"regressed = worse than the champion by more than {rule.max_drop})", "",
+                  "| slice | rows | challenger | champion | baseline | regressed |", "|---|---:|---:|---:|---:|---|"]
+        base = slices.get("baseline", {}).get(rule.dimension, {})
+        for value in sorted(mine, key=lambda v: -mine[v]["n"])[:30]:
+            ch, cp = mine[value], theirs.get(value)
+            regressed = "-" if cp is None or ch["n"] < rule.min_samples else (
+                "yes" if worse_by(rule.metric, ch["metric"], cp["metric"]) > rule.max_drop else "no")
+            lines.append(f"| {value} | {ch['n']} | {_fmt(ch['metric'])} | {_fmt(cp and cp['metric'])} | "
+                         f"{_fmt(base.get(value, {}).get('metric'))} | {regressed} |")
+    if decision.notes:
+        lines += ["", "## Notes", "", *[f"- {n}" for n in decision.notes]]
+    lines += ["", "![gated metrics](gate.png)"]
+    return "\n".join(lines) + "\n"
+
+
+def gate_chart(decision: GateDecision, by_role: dict[str, dict[str, float]]) -> Any:
+    """Grouped bars: challenger, champion and baseline on each metric the gate read."""
+    import numpy as np
+
+    from pipeline.evaluation.plots import new_figure
+
+    names = [n for n in sorted(by_role["challenger"]) if not n.endswith("_rows")][:12]
+    fig, ax = new_figure(8.0, 4.0)
+    width = 0.27
+    x = np.arange(len(names))
+    for i, role in enumerate(ROLES):
+        values = [by_role.get(role, {}).get(n, np.nan) for n in names]
+        ax.bar(x + (i - 1) * width, values, width, label=role)
+    ax.set_xticks(x, names, rotation=40, ha="right", fontsize=8)
+    ax.set_title(f"{decision.family}: gate {'passed' if decision.passed else 'FAILED'}")
+    ax.legend()
+    fig.tight_layout()
+    return fig
