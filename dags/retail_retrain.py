@@ -9,15 +9,17 @@ recommender):
 **build_dataset** (time-based train / holdout split from validated data) →
 **fine_tune** (logged to MLflow) → **evaluate** (challenger, champion and baseline on the
 same holdout) → **gate** (every failed rule with its reason) → **register** (every
-challenger, tagged with its gate decision) → **promote** (moves the `champion` alias only
-when the gate passed; skipped otherwise). A promotion updates the family's champion Asset,
+challenger, tagged with its gate decision, data window and metrics) → **approve** (waits for
+a person in `gate.approval: manual` mode) → **promote** (moves the `champion` alias only
+when the gate passed, the approval is there and no other promotion moved the champion
+since evaluation; skipped otherwise). A promotion updates the family's champion Asset,
 which runs its consumer DAG.
 """
 
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, dag, task
+from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, PokeReturnValue, dag, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from pipeline import steps
@@ -79,17 +81,35 @@ def retail_retrain() -> None:
         def register(mlflow_run_id: str, decision: dict, family: str = family) -> str:
             return steps.register(family, mlflow_run_id, decision)
 
+        @task.sensor(task_id=f"approve_{family}", mode="reschedule", poke_interval=60,
+                     timeout=settings.gate.approval_timeout_hours * 3600,
+                     doc_md="With `gate.approval: manual`, waits until someone approves or rejects the version "
+                            "(`python -m pipeline models approve <family> <version> --reason ...`, after reading "
+                            "the gate report in the MLflow run). Passes at once in auto mode or when the gate failed.")
+        def approve(version: str, decision: dict, family: str = family) -> PokeReturnValue:
+            state = steps.approval(family, version, decision["passed"])
+            if state == "rejected":
+                raise AirflowSkipException(f"{family} version {version} was rejected at approval")
+            if state == "waiting":
+                print(f"waiting for approval of {family} version {version}; gate report: "
+                      f"evaluation/gate_report.md in its MLflow run. Approve with: python -m pipeline models "
+                      f"approve {family} {version} --reason '...' (or --reject)")
+            return PokeReturnValue(is_done=state != "waiting", xcom_value=state)
+
         @task(task_id=f"promote_{family}", outlets=[CHAMPION[family]],
-              doc_md="Move the `champion` alias when the gate passed; skip otherwise.")
-        def promote(version: str, family: str = family) -> str:
+              doc_md="Move the `champion` alias when the gate passed (and, in manual mode, a person approved) "
+                     "and the champion has not moved since evaluation; skip otherwise.")
+        def promote(version: str, approval: str, family: str = family) -> str:
             if not steps.promote(family, version):
-                raise AirflowSkipException(f"{family} version {version} did not pass the gate")
+                raise AirflowSkipException(f"{family} version {version} not promoted (see the log and "
+                                           "`python -m pipeline models history`)")
             return version
 
         dataset = build_dataset(RUN_DAY)
         evaluated = evaluate(dataset, fine_tune(dataset, RUN_DAY))
         decision = gate(evaluated)
-        promote(register(evaluated, decision))
+        version = register(evaluated, decision)
+        promote(version, approve(version, decision))
 
 
 retail_retrain()

@@ -25,8 +25,26 @@ def main(argv: list[str] | None = None) -> int:
     summary = sub.add_parser("summary", help="print registered models and consumer outputs")
     summary.add_argument("--date", help="logical date of the outputs (default: last demo day)")
 
-    models = sub.add_parser("models", help="model registry")
-    models.add_argument("action", choices=["status"])
+    models = sub.add_parser("models", help="model registry: status, history, promote, rollback, approve")
+    actions = models.add_subparsers(dest="action", required=True)
+    actions.add_parser("status", help="every registered version with its gate decision and aliases")
+    hist = actions.add_parser("history", help="promotions, refusals, rollbacks and approvals, oldest first")
+    hist.add_argument("family", nargs="?", help="one family (default: all)")
+    prom = actions.add_parser("promote", help="make a version the champion")
+    prom.add_argument("family")
+    prom.add_argument("version")
+    prom.add_argument("--force", action="store_true", help="promote even though its gate failed (needs --reason)")
+    prom.add_argument("--reason", default="", help="why (recorded)")
+    roll = actions.add_parser("rollback", help="put the previous champion back")
+    roll.add_argument("family")
+    roll.add_argument("--reason", required=True, help="why (recorded)")
+    appr = actions.add_parser("approve", help="approve (or --reject) a version waiting for promotion")
+    appr.add_argument("family")
+    appr.add_argument("version")
+    appr.add_argument("--reject", action="store_true")
+    appr.add_argument("--reason", required=True, help="why (recorded)")
+    for parser_ in (prom, roll, appr):
+        parser_.add_argument("--by", help="who (default: the current user)")
 
     data = sub.add_parser("data", help="data quality: drift holds on retraining")
     data_sub = data.add_subparsers(dest="action", required=True)
@@ -72,10 +90,37 @@ def main(argv: list[str] | None = None) -> int:
             if not holds:
                 print("no drift holds")
     elif args.command == "models":
-        from pipeline.report import model_rows
+        return _models(settings, args)
+    return 0
 
-        for row in model_rows(settings):
-            print(row)
+
+def _models(settings, args: argparse.Namespace) -> int:  # noqa: ANN001 - Settings
+    from pipeline import registry
+    from pipeline.assets import FAMILIES
+    from pipeline.report import model_rows
+
+    if args.action == "status":
+        for r in model_rows(settings):
+            print(f"{r['model']} v{r['version']} [{r['aliases']}] gate {r['gate']}: {r['metric']} "
+                  f"{r['challenger']} (baseline {r['baseline']})")
+    elif args.action == "history":
+        for family in [args.family] if args.family else FAMILIES:
+            for e in registry.history(settings, family):
+                print(f"{e['at']} {family} {e['event']} v{e.get('version')} (from v{e.get('from_version')}) "
+                      f"by {e.get('by')}: {e.get('reason', '')}")
+    elif args.action == "promote":
+        moved = registry.promote(settings, args.family, args.version, force=args.force, reason=args.reason, by=args.by)
+        if not moved:
+            print(f"not promoted; see `python -m pipeline models history {args.family}`"
+                  + ("" if args.force else " (a version whose gate failed needs --force --reason)"))
+            return 1
+        print(f"{settings.model_name(args.family)} champion is now version {args.version}")
+    elif args.action == "rollback":
+        version = registry.rollback(settings, args.family, args.reason, args.by)
+        print(f"{settings.model_name(args.family)} champion is back to version {version}")
+    elif args.action == "approve":
+        event = registry.approve(settings, args.family, args.version, not args.reject, args.reason, args.by)
+        print(f"{settings.model_name(args.family)} version {args.version} {event['event']}")
     return 0
 
 

@@ -84,6 +84,30 @@ class Lake:
             raise
         return uri
 
+    def create_exclusive(self, uri: str, data: bytes) -> bool:
+        """Write ``uri`` only if it does not exist yet; False when it already does. Atomic
+        on a local disk (O_EXCL) and on S3 (a conditional put, If-None-Match: *)."""
+        scheme, bucket, key = _split(uri)
+        if scheme == "s3":
+            from botocore.exceptions import ClientError
+
+            try:
+                self._s3().put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+                    return False
+                raise
+            return True
+        path = Path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        return True
+
     def exists(self, uri: str) -> bool:
         scheme, bucket, key = _split(uri)
         if scheme == "s3":

@@ -1,16 +1,40 @@
-"""The MLflow model registry: register every challenger, move the ``champion`` alias."""
+"""The MLflow model registry: register every challenger, promote, roll back, approve.
+
+- Every challenger is registered and tagged with its gate decision, reasons, data window
+  and metrics. Only a version whose gate passed becomes ``champion`` (unless a person
+  forces it with a reason); the former champion gets the ``previous`` alias.
+- Promotions are serialised by a lock in the lake and checked against the champion the
+  version was evaluated against: when another promotion moved the alias in between, the
+  version is refused (it was never compared with the new champion).
+- With ``gate.approval: manual`` a version is promoted only after someone approves it.
+- Every promotion, refusal, rollback and approval is appended to the history: one JSON
+  object per event under ``<lake>/registry/history/<family>/`` (never rewritten), and
+  summarised in tags on the model version.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import getpass
 import json
 import logging
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Any
 
+from pipeline.lake import Lake, lake_from_settings
 from pipeline.settings import Settings
 from pipeline.tracking import configure_mlflow
 
 log = logging.getLogger(__name__)
 CHAMPION = "champion"
 PREVIOUS = "previous"
+LOCK_STALE_SECONDS = 600  # a lock older than this was left by a dead process
+
+
+class PromotionError(Exception):
+    """A promotion, rollback or approval that cannot be done; the message says why."""
 
 
 def _client():  # noqa: ANN202 - MlflowClient, imported lazily
@@ -19,54 +43,207 @@ def _client():  # noqa: ANN202 - MlflowClient, imported lazily
     return MlflowClient()
 
 
-def champion_version(settings: Settings, family: str) -> str | None:
-    """The version behind the ``champion`` alias, or None before the first promotion."""
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _alias(name: str, alias: str) -> str | None:
     from mlflow.exceptions import MlflowException
 
     try:
-        return _client().get_model_version_by_alias(settings.model_name(family), CHAMPION).version
+        return str(_client().get_model_version_by_alias(name, alias).version)
     except MlflowException:
         return None
 
 
+def champion_version(settings: Settings, family: str) -> str | None:
+    """The version behind the ``champion`` alias, or None before the first promotion."""
+    return _alias(settings.model_name(family), CHAMPION)
+
+
+# ------------------------------------------------------------------ history and lock
+
+
+def record_event(lake: Lake, family: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Append one event to the family's history (a new object; nothing is rewritten)."""
+    event = {"family": family, "at": _now(), **event}
+    stamp = event["at"].replace(":", "").replace("+", "Z")
+    lake.write_json(lake.uri("registry", "history", family, f"{stamp}-{event['event']}-v{event.get('version')}.json"), event)
+    return event
+
+
+def history(settings: Settings, family: str) -> list[dict[str, Any]]:
+    """The family's events, oldest first."""
+    lake = lake_from_settings(settings)
+    return [lake.read_json(u) for u in lake.list(lake.uri("registry", "history", family))]
+
+
+@contextlib.contextmanager
+def registry_lock(lake: Lake, family: str, timeout: float = 60.0) -> Iterator[None]:
+    """One alias change at a time per family, across processes and machines."""
+    uri = lake.uri("registry", "locks", f"{family}.lock")
+    deadline = time.monotonic() + timeout
+    while not lake.create_exclusive(uri, json.dumps({"at": time.time(), "by": getpass.getuser()}).encode()):
+        try:
+            held_since = lake.read_json(uri)["at"]
+        except Exception:  # released between our two calls
+            continue
+        if time.time() - held_since > LOCK_STALE_SECONDS:
+            log.warning("breaking a stale registry lock on %s (held since %s)", family, held_since)
+            lake.delete(uri)
+        elif time.monotonic() > deadline:
+            raise PromotionError(f"the registry lock on {family} is held; try again later ({uri})")
+        time.sleep(0.2)
+    try:
+        yield
+    finally:
+        lake.delete(uri)
+
+
+# ------------------------------------------------------------------ register
+
+
 def register(settings: Settings, family: str, run_id: str, decision: dict) -> str:
-    """Register the run's model (gate passed or not) and tag it with the gate decision."""
+    """Register the run's model (gate passed or not) and tag it with the gate decision,
+    its reasons, the data window and the holdout metrics."""
     import mlflow
 
     configure_mlflow(settings)
     name = settings.model_name(family)
-    model_uri = mlflow.get_run(run_id).data.tags["model_uri"]
-    version = mlflow.register_model(model_uri, name, tags={"family": family}).version
+    run = mlflow.get_run(run_id)
+    version = str(mlflow.register_model(run.data.tags["model_uri"], name, tags={"family": family}).version)
     client = _client()
-    client.set_model_version_tag(name, version, "gate_passed", str(decision["passed"]).lower())
-    reasons = [f["reason"] for f in decision["failures"]]
-    client.set_model_version_tag(name, version, "gate_reasons", json.dumps(reasons)[:5000])
-    client.set_model_version_tag(name, version, "run_id", run_id)
+    metrics = {k[len("challenger_"):]: round(v, 6) for k, v in run.data.metrics.items() if k.startswith("challenger_")}
+    tags = {
+        "gate_passed": str(decision["passed"]).lower(),
+        "gate_reasons": json.dumps([f["reason"] for f in decision["failures"]])[:5000],
+        "gate_first_model": str(decision.get("first_model", False)).lower(),
+        "run_id": run_id,
+        "data_window": f"validated data up to {run.data.tags.get('logical_date')}",
+        "dataset_uri": run.data.tags.get("dataset_uri", ""),
+        "evaluated_against": run.data.tags.get("champion_version_at_evaluation", "none"),
+        "metrics": json.dumps(metrics)[:5000],
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
     log.info("registered %s version %s (gate %s)", name, version, "passed" if decision["passed"] else "failed")
     return version
 
 
-def promote(settings: Settings, family: str, version: str) -> bool:
-    """Make ``version`` the champion if its gate passed; the former champion becomes ``previous``.
+# ------------------------------------------------------------------ approve
 
-    Returns whether the alias moved.
-    """
+
+def approval_uri(lake: Lake, family: str, version: str) -> str:
+    return lake.uri("registry", "approvals", family, f"v{version}.json")
+
+
+def approval_state(settings: Settings, family: str, version: str) -> str | None:
+    """'approved', 'rejected', or None while nobody has decided."""
+    lake = lake_from_settings(settings)
+    uri = approval_uri(lake, family, version)
+    return lake.read_json(uri)["decision"] if lake.exists(uri) else None
+
+
+def approve(settings: Settings, family: str, version: str, approved: bool, reason: str, by: str | None = None) -> dict:
+    """Record a person's approval (or rejection) of a version for promotion."""
     configure_mlflow(settings)
     name = settings.model_name(family)
+    tags = _client().get_model_version(name, version).tags  # raises when the version does not exist
+    if not reason.strip():
+        raise PromotionError("an approval or rejection needs a reason")
+    lake = lake_from_settings(settings)
+    decision = "approved" if approved else "rejected"
+    event = record_event(lake, family, {"event": decision, "model": name, "version": version,
+                                        "run_id": tags.get("run_id"), "by": by or getpass.getuser(), "reason": reason})
+    lake.write_json(approval_uri(lake, family, version), {**event, "decision": decision})
+    _client().set_model_version_tag(name, version, "approval", f"{decision} by {event['by']}: {reason}"[:5000])
+    log.info("%s version %s %s by %s: %s", name, version, decision, event["by"], reason)
+    return event
+
+
+# ------------------------------------------------------------------ promote, rollback
+
+
+def promote(settings: Settings, family: str, version: str, *, force: bool = False, reason: str = "",
+            by: str | None = None) -> bool:
+    """Make ``version`` the champion; the former champion becomes ``previous``.
+
+    Refused (returns False, and the refusal is recorded) when the gate failed, when a
+    manual approval is missing, or when the champion moved after this version was
+    evaluated. ``force`` (with a ``reason``) overrides the gate and the approval and is
+    recorded as forced.
+    """
+    configure_mlflow(settings)
+    if force and not reason.strip():
+        raise PromotionError("a forced promotion needs a reason")
+    name = settings.model_name(family)
     client = _client()
-    tags = client.get_model_version(name, version).tags
-    if tags.get("gate_passed") != "true":
-        log.info("%s version %s not promoted: gate failed %s", name, version, tags.get("gate_reasons"))
-        return False
-    former = champion_version(settings, family)
-    if former == version:
-        return True
-    if former is not None:
-        client.set_registered_model_alias(name, PREVIOUS, former)
-    client.set_registered_model_alias(name, CHAMPION, version)
-    client.set_model_version_tag(name, version, "promoted_from", former or "none")
-    log.info("%s: champion is now version %s (was %s)", name, version, former or "none")
+    lake = lake_from_settings(settings)
+    who = by or getpass.getuser()
+    with registry_lock(lake, family):
+        tags = client.get_model_version(name, version).tags
+        current = champion_version(settings, family)
+        evidence = {"model": name, "version": version, "run_id": tags.get("run_id"), "by": who,
+                    "gate_passed": tags.get("gate_passed") == "true", "gate_reasons": tags.get("gate_reasons"),
+                    "metrics": tags.get("metrics"), "from_version": current}
+        refusal = None
+        if current == version:
+            return True
+        if not force:
+            evaluated_against = tags.get("evaluated_against", "none")
+            if tags.get("gate_passed") != "true":
+                refusal = f"gate failed: {tags.get('gate_reasons')}"
+            elif settings.gate.approval == "manual" and approval_state(settings, family, version) != "approved":
+                refusal = f"waiting for approval (state: {approval_state(settings, family, version) or 'none'})"
+            elif evaluated_against != (current or "none"):
+                refusal = (f"the champion moved from {evaluated_against} to {current} after this version was "
+                           "evaluated: it was never compared with the new champion; retrain or re-evaluate")
+        if refusal:
+            record_event(lake, family, {"event": "refused", **evidence, "reason": refusal})
+            log.info("%s version %s not promoted: %s", name, version, refusal)
+            return False
+        if current is not None:
+            client.set_registered_model_alias(name, PREVIOUS, current)
+        client.set_registered_model_alias(name, CHAMPION, version)
+        kind = "forced" if force else ("approved" if settings.gate.approval == "manual" else "gate")
+        event = record_event(lake, family, {"event": "promoted", "kind": kind, **evidence,
+                                            "reason": reason or "gate passed"})
+        for key, value in {"promoted_at": event["at"], "promoted_by": who, "promotion": kind,
+                           "promoted_from": current or "none", "promotion_reason": event["reason"]}.items():
+            client.set_model_version_tag(name, version, key, value[:5000])
+    log.info("%s: champion is now version %s (was %s; %s)", name, version, current or "none", kind)
     return True
+
+
+def rollback(settings: Settings, family: str, reason: str, by: str | None = None) -> str:
+    """Put the ``previous`` champion back; return its version. The rolled-back version
+    is tagged with why, and the event is recorded."""
+    configure_mlflow(settings)
+    if not reason.strip():
+        raise PromotionError("a rollback needs a reason")
+    name = settings.model_name(family)
+    client = _client()
+    lake = lake_from_settings(settings)
+    who = by or getpass.getuser()
+    with registry_lock(lake, family):
+        current, previous = champion_version(settings, family), _alias(name, PREVIOUS)
+        if previous is None:
+            raise PromotionError(f"{name} has no previous champion to roll back to")
+        client.set_registered_model_alias(name, CHAMPION, previous)
+        # the champion before ``previous`` becomes the new previous, if the history knows one
+        earlier = next((e["from_version"] for e in reversed(history(settings, family))
+                        if e["event"] == "promoted" and e["version"] == previous
+                        and e.get("from_version") and e["from_version"] != current), None)
+        if earlier:
+            client.set_registered_model_alias(name, PREVIOUS, earlier)
+        else:
+            client.delete_registered_model_alias(name, PREVIOUS)
+        event = record_event(lake, family, {"event": "rolled_back", "model": name, "version": previous,
+                                            "from_version": current, "by": who, "reason": reason})
+        if current is not None:
+            client.set_model_version_tag(name, current, "rolled_back", f"{event['at']} by {who}: {reason}"[:5000])
+    log.info("%s: rolled back from version %s to %s (%s)", name, current, previous, reason)
+    return previous
 
 
 def load_champion(settings: Settings, family: str):  # noqa: ANN201 - (PyFuncModel, version)

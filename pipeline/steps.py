@@ -92,10 +92,24 @@ def register(family: str, run_id: str, decision: dict) -> str:
     return register_version(load_settings(), family, run_id, decision)
 
 
+def approval(family: str, version: str, gate_passed: bool) -> str:
+    """Where the version stands before promotion: 'not_needed' (gate failed: nothing to
+    approve), 'auto' (approval mode auto), or the manual state: 'approved', 'rejected'
+    or 'waiting'."""
+    from pipeline.registry import approval_state
+
+    settings = load_settings()
+    if not gate_passed:
+        return "not_needed"
+    if settings.gate.approval == "auto":
+        return "auto"
+    return approval_state(settings, family, version) or "waiting"
+
+
 def promote(family: str, version: str) -> bool:
     from pipeline.registry import promote as promote_version
 
-    return promote_version(load_settings(), family, version)
+    return promote_version(load_settings(), family, version, by="airflow")
 
 
 def inventory_plan(logical_date: str) -> str:

@@ -58,10 +58,12 @@ def test_ingest_lands_validates_then_checks_each_feed_and_updates_its_asset(dagb
 def test_retrain_chain_per_family(dagbag):
     dag = dagbag.dags["retail_retrain"]
     for family in ("sentiment", "forecaster", "recommender"):
-        chain = ["build_dataset", "fine_tune", "evaluate", "gate", "register", "promote"]
+        chain = ["build_dataset", "fine_tune", "evaluate", "gate", "register", "approve", "promote"]
         for upstream, downstream in zip(chain, chain[1:]):
             assert f"{downstream}_{family}" in dag.get_task(f"{upstream}_{family}").downstream_task_ids
         assert [o.uri for o in dag.get_task(f"promote_{family}").outlets] == [f"retail://champion/{family}"]
+        approve = dag.get_task(f"approve_{family}")  # a person may take days: the slot is freed while waiting
+        assert approve.mode == "reschedule" and approve.timeout == 72 * 3600
     # scheduled on the validated assets or weekly, whichever first
     assert type(dag.timetable).__name__ == "AssetOrTimeSchedule"
 
