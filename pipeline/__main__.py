@@ -97,17 +97,18 @@ def main(argv: list[str] | None = None) -> int:
 def _models(settings, args: argparse.Namespace) -> int:  # noqa: ANN001 - Settings
     from pipeline import registry
     from pipeline.assets import FAMILIES
-    from pipeline.report import model_rows
+    from pipeline.report import fmt_metric, model_rows
 
     if args.action == "status":
         for r in model_rows(settings):
             print(f"{r['model']} v{r['version']} [{r['aliases']}] gate {r['gate']}: {r['metric']} "
-                  f"{r['challenger']} (baseline {r['baseline']})")
+                  f"{fmt_metric(r['challenger'])} (baseline {fmt_metric(r['baseline'])})")
     elif args.action == "history":
         for family in [args.family] if args.family else FAMILIES:
             for e in registry.history(settings, family):
-                print(f"{e['at']} {family} {e['event']} v{e.get('version')} (from v{e.get('from_version')}) "
-                      f"by {e.get('by')}: {e.get('reason', '')}")
+                origin = f" (from v{e['from_version']})" if e.get("from_version") else ""
+                print(f"{e['at']} {family} {e['event']} v{e.get('version')}{origin} by {e.get('by')}: "
+                      f"{e.get('reason', '')}")
     elif args.action == "promote":
         moved = registry.promote(settings, args.family, args.version, force=args.force, reason=args.reason, by=args.by)
         if not moved:

@@ -6,6 +6,7 @@ from datetime import date
 
 from pipeline.assets import FAMILIES
 from pipeline.consumers.outputs import output_folder
+from pipeline.evaluation.report import fmt_metric
 from pipeline.lake import lake_from_settings
 from pipeline.settings import Settings
 from pipeline.tracking import configure_mlflow
@@ -36,16 +37,12 @@ def model_rows(settings: Settings) -> list[dict]:
     return sorted(rows, key=lambda r: (r["family"], r["version"]))
 
 
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
-
-
 def render_summary(settings: Settings, day: date) -> str:
     lines = ["Registered models (primary holdout metric: challenger vs baseline):"]
     for r in model_rows(settings):
         lines.append(
             f"  {r['model']} v{r['version']} [{r['aliases']}] gate {r['gate']}: {r['metric']} "
-            f"{_fmt(r['challenger'])} vs baseline {_fmt(r['baseline'])} (champion before: {_fmt(r['champion_before'])})"
+            f"{fmt_metric(r['challenger'])} vs baseline {fmt_metric(r['baseline'])} (champion before: {fmt_metric(r['champion_before'])})"
             + (f" reasons: {r['reasons']}" if r["gate"] == "failed" else "")
         )
     lake = lake_from_settings(settings)

@@ -9,9 +9,10 @@ from pipeline.evaluation.gate import GateDecision, Slices, worse_by
 from pipeline.settings import GateSettings
 
 ROLES = ("challenger", "champion", "baseline")
+MAX_SLICE_ROWS = 30
 
 
-def _fmt(value: float | None) -> str:
+def fmt_metric(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
@@ -36,24 +37,30 @@ def gate_report(decision: GateDecision, by_role: dict[str, dict[str, float]], sl
     for name in gated_metrics(decision, rules, by_role["challenger"]):
         low = mins.get(name, next((v for k, v in mins.items() if k.endswith("*") and name.startswith(k[:-1])), None))
         high = maxs.get(name, next((v for k, v in maxs.items() if k.endswith("*") and name.startswith(k[:-1])), None))
-        row = [_fmt(by_role.get(role, {}).get(name)) for role in ROLES]
+        row = [fmt_metric(by_role.get(role, {}).get(name)) for role in ROLES]
         marker = " (primary)" if name == decision.primary_metric else ""
-        lines.append(f"| {name}{marker} | {' | '.join(row)} | {_fmt(low)} | {_fmt(high)} |")
+        lines.append(f"| {name}{marker} | {' | '.join(row)} | {fmt_metric(low)} | {fmt_metric(high)} |")
     lines += ["", "## Failed rules", ""]
     lines += [f"- **{f.rule}** ({f.metric}): {f.reason}" for f in decision.failures] or ["- none"]
     for rule in rules.slices.get(decision.family, []):
         mine = slices.get("challenger", {}).get(rule.dimension, {})
         theirs = slices.get("champion", {}).get(rule.dimension, {})
-        lines += ["", f"## Slices: {rule.metric} by {rule.dimension} (at least {rule.min_samples} rows; "
-                      f"regressed = worse than the champion by more than {rule.max_drop})", "",
-                  "| slice | rows | challenger | champion | baseline | regressed |", "|---|---:|---:|---:|---:|---|"]
         base = slices.get("baseline", {}).get(rule.dimension, {})
-        for value in sorted(mine, key=lambda v: -mine[v]["n"])[:30]:
+
+        def loss(v: str) -> float:  # how much worse than the champion; slices without one last
+            return worse_by(rule.metric, mine[v]["metric"], theirs[v]["metric"]) if v in theirs else float("-inf")
+
+        shown = sorted(mine, key=lambda v: (-loss(v), -mine[v]["n"]))[:MAX_SLICE_ROWS]
+        more = f"; the {len(shown)} that lost most, of {len(mine)}" if len(shown) < len(mine) else ""
+        lines += ["", f"## Slices: {rule.metric} by {rule.dimension} (at least {rule.min_samples} rows; "
+                      f"regressed = worse than the champion by more than {rule.max_drop}{more})", "",
+                  "| slice | rows | challenger | champion | baseline | regressed |", "|---|---:|---:|---:|---:|---|"]
+        for value in shown:
             ch, cp = mine[value], theirs.get(value)
             regressed = "-" if cp is None or ch["n"] < rule.min_samples else (
-                "yes" if worse_by(rule.metric, ch["metric"], cp["metric"]) > rule.max_drop else "no")
-            lines.append(f"| {value} | {ch['n']} | {_fmt(ch['metric'])} | {_fmt(cp and cp['metric'])} | "
-                         f"{_fmt(base.get(value, {}).get('metric'))} | {regressed} |")
+                "yes" if loss(value) > rule.max_drop else "no")
+            lines.append(f"| {value} | {ch['n']} | {fmt_metric(ch['metric'])} | {fmt_metric(cp and cp['metric'])} | "
+                         f"{fmt_metric(base.get(value, {}).get('metric'))} | {regressed} |")
     if decision.notes:
         lines += ["", "## Notes", "", *[f"- {n}" for n in decision.notes]]
     lines += ["", "![gated metrics](gate.png)"]
