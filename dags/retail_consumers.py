@@ -21,6 +21,8 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from pipeline import steps
 from pipeline.assets import FAMILIES, champion_asset
+from pipeline.alerts import failure_callbacks
+from pipeline.alerts import failure_callbacks
 from pipeline.settings import load_settings
 
 settings = load_settings()
@@ -37,7 +39,7 @@ CONSUMERS = {"inventory_plan": "forecaster", "recommendations": "recommender", "
     catchup=False,
     doc_md=__doc__,
     tags=["retail", "consumer"],
-    default_args={"retries": settings.task_retries},
+    default_args={"retries": settings.task_retries, "on_failure_callback": failure_callbacks(settings)},
 )
 def retail_consumers() -> None:
     for consumer, family in CONSUMERS.items():

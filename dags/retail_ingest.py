@@ -16,7 +16,8 @@ Daily, for each feed (sales, reviews, interactions, catalog):
    catalog (unknown skus). Warnings go to the log; severe drift holds retraining until
    someone runs `python -m pipeline data ack <feed> <date> --reason ...`.
 
-A successful check updates the feed's Asset, which schedules retraining.
+A successful check updates the feed's Asset, which schedules retraining. **summary** ends
+the run with one table for the day, and fails it when any drop was rejected.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from pipeline import steps
 from pipeline.assets import FEEDS, validated_asset
+from pipeline.alerts import failure_callbacks
 from pipeline.settings import load_settings
 
 settings = load_settings()
@@ -40,7 +42,8 @@ VALIDATED = {feed: Asset(validated_asset(feed)) for feed in FEEDS}
     catchup=False,
     doc_md=__doc__,
     tags=["retail", "ingest"],
-    default_args={"retries": settings.task_retries, "retry_delay": pendulum.duration(minutes=2)},
+    default_args={"retries": settings.task_retries, "retry_delay": pendulum.duration(minutes=2),
+                  "on_failure_callback": failure_callbacks(settings)},
 )
 def retail_ingest() -> None:
     validated = {}
@@ -78,6 +81,15 @@ def retail_ingest() -> None:
     for feed in FEEDS:  # unknown skus are judged against the catalog of the same day
         if feed != "catalog":
             validated["catalog"] >> checks[feed]
+
+    # none_failed: runs when every feed was published or skipped; a failed validate fails
+    # this task too, and so the DAG run (the checks, all_done, would otherwise hide it)
+    @task(task_id="summary", trigger_rule="none_failed",
+          doc_md="The day's table: per feed, rows in, published and quarantined, and the report address.")
+    def summary(ds: str | None = None) -> dict:
+        return steps.ingest_summary(ds)
+
+    [*validated.values(), *checks.values()] >> summary()
 
 
 retail_ingest()

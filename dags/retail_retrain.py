@@ -18,13 +18,26 @@ which runs its consumer DAG.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pendulum
-from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, PokeReturnValue, dag, task
+from airflow.sdk import (
+    Asset,
+    AssetOrTimeSchedule,
+    AsyncCallback,
+    CronTriggerTimetable,
+    DeadlineAlert,
+    DeadlineReference,
+    PokeReturnValue,
+    dag,
+    task,
+)
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from pipeline import steps
 from pipeline.assets import FAMILIES, FEEDS, champion_asset, validated_asset
 from pipeline.executors import gpu_executor_config
+from pipeline.alerts import failure_callbacks
 from pipeline.settings import load_settings
 
 settings = load_settings()
@@ -46,7 +59,14 @@ CHAMPION = {family: Asset(champion_asset(family)) for family in FAMILIES}
     max_active_tasks=settings.max_parallel_training,
     doc_md=__doc__,
     tags=["retail", "training"],
-    default_args={"retries": settings.task_retries, "retry_delay": pendulum.duration(minutes=5)},
+    default_args={"retries": settings.task_retries, "retry_delay": pendulum.duration(minutes=5),
+                  "on_failure_callback": failure_callbacks(settings)},
+    deadline=DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=timedelta(hours=settings.retrain_deadline_hours),  # serialisable, unlike pendulum's
+        callback=AsyncCallback("pipeline.alerts.retrain_deadline_missed",
+                               kwargs={"dag_id": "retail_retrain", "hours": settings.retrain_deadline_hours}),
+    ) if settings.retrain_deadline_hours else None,
 )
 def retail_retrain() -> None:
     for family in FAMILIES:

@@ -202,6 +202,14 @@ class Settings(BaseSettings):
     retrain_cron: str = "0 3 * * 1"  # weekly, Monday 03:00, unless fresh data comes first
     start_date: str = "2026-10-01"
     task_retries: int = 1  # Airflow retries of a failed task
+    # a failed task writes an alert to <lake>/alerts/; this Airflow notifier (a dotted class
+    # path, e.g. airflow.providers.smtp.notifications.smtp.SmtpNotifier) sends it on too
+    alert_notifier: str = ""
+    alert_notifier_kwargs: dict[str, Any] = {}
+    # a retraining run still going this long after it was queued raises a deadline alert
+    # (0: none). Off by default: Airflow 3.3.2's dag.test(), which the embedded demo uses,
+    # fails on a DAG with a DeadlineAlert; set it where a scheduler runs the DAGs.
+    retrain_deadline_hours: float = 0.0
     # training tasks that may run at once; each uses every core, so 1 on a small machine
     max_parallel_training: int = 1
 
@@ -212,6 +220,11 @@ class Settings(BaseSettings):
     training: TrainingSettings = TrainingSettings()
     gate: GateSettings = GateSettings()
     inventory_service_level: float = 0.95
+    # review insights: labels that count as negative, and the jump in a sku's negative share
+    # (last day against the days before, at least this many reviews on each side) that alerts
+    negative_labels: list[str] = ["negative", "other"]
+    negative_jump_alert: float = 0.3
+    negative_jump_min_reviews: int = 5
     inventory_lead_time_periods: int = 1
 
     @classmethod

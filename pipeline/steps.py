@@ -45,6 +45,14 @@ def validate(feed: str, logical_date: str) -> str:
     return summary.report_uri
 
 
+def ingest_summary(logical_date: str) -> dict:
+    """Log the day's table (per feed: status, rows in / published / quarantined); return it."""
+    from pipeline.ingest.report import day_summary
+    from pipeline.lake import lake_from_settings
+
+    return day_summary(lake_from_settings(load_settings()), _day(logical_date))
+
+
 def check_quality(feed: str, logical_date: str) -> str:
     """Drift and unknown skus of the published drop; raises NothingPublished without one."""
     from pipeline.ingest.quality import check_quality as check

@@ -40,6 +40,26 @@ def summary_table(summary: PublishSummary) -> str:
     return out
 
 
+def day_summary(lake: Lake, day: Any) -> dict[str, dict[str, Any]]:
+    """Per feed, what the day's ingestion did (from the manifests), logged as a table."""
+    import logging
+
+    from pipeline.assets import FEEDS
+
+    out: dict[str, dict[str, Any]] = {}
+    for feed in FEEDS:
+        uri = lake.uri("raw", feed, day.isoformat(), "manifest.json")
+        publish = lake.read_json(uri).get("publish", {}) if lake.exists(uri) else {}
+        out[feed] = {"status": publish.get("status", "no drop" if not lake.exists(uri) else "not validated"),
+                     **{k: publish.get(k, 0) for k in ("rows_in", "rows_published", "rows_quarantined")},
+                     "report": publish.get("report_uri") or "-"}
+    rows = [[f, v["status"], v["rows_in"], v["rows_published"], v["rows_quarantined"], v["report"]]
+            for f, v in out.items()]
+    logging.getLogger(__name__).info("ingestion of %s:\n%s", day, text_table(
+        ["feed", "status", "rows in", "published", "quarantined", "report"], rows))
+    return out
+
+
 def report_folder(lake: Lake, feed: str, day: str) -> str:
     return lake.uri("reports", feed, f"date={day}")
 

@@ -53,6 +53,8 @@ def test_ingest_lands_validates_then_checks_each_feed_and_updates_its_asset(dagb
         assert check.trigger_rule == "all_done"
         if feed != "catalog":  # unknown skus are judged against the same day's catalog
             assert f"check_{feed}" in dag.get_task("validate_catalog").downstream_task_ids
+        assert "summary" in validate.downstream_task_ids  # a failed validate fails the run
+    assert dag.get_task("summary").trigger_rule == "none_failed"
 
 
 def test_retrain_chain_per_family(dagbag):
@@ -94,3 +96,38 @@ def test_kubernetes_pod_override_asks_for_one_gpu():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "base {'nvidia.com/gpu': '1'}"
+
+
+def test_every_task_alerts_on_failure(dagbag):
+    from pipeline.alerts import on_task_failure
+
+    for dag in dagbag.dags.values():
+        for task in dag.tasks:
+            assert on_task_failure in task.on_failure_callback, (dag.dag_id, task.task_id)
+    assert not dagbag.dags["retail_retrain"].deadline  # off by default (see settings)
+
+
+def test_retraining_deadline_when_configured():
+    code = (
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        f"[d] = DagBag({str(DAGS)!r}).dags['retail_retrain'].deadline\n"
+        "print(d.callback.path, d.interval.total_seconds(), d.callback.kwargs)\n"
+    )
+    env = {**os.environ, "RETAIL_RETRAIN_DEADLINE_HOURS": "6"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == \
+        "pipeline.alerts.retrain_deadline_missed 21600.0 {'dag_id': 'retail_retrain', 'hours': 6.0}"
+
+
+def test_a_configured_notifier_is_added_to_the_failure_callbacks():
+    code = (
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        f"dag = DagBag({str(DAGS)!r}).dags['retail_retrain']\n"
+        "print([type(c).__name__ for c in dag.get_task('fine_tune_sentiment').on_failure_callback])\n"
+    )
+    env = {**os.environ, "RETAIL_ALERT_NOTIFIER": "airflow.providers.smtp.notifications.smtp.SmtpNotifier",
+           "RETAIL_ALERT_NOTIFIER_KWARGS": '{"to": "ops@example.com", "from_email": "airflow@example.com"}'}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "['function', 'SmtpNotifier']"
