@@ -1,5 +1,6 @@
 import numpy as np
 import pandas as pd
+import pytest
 
 from pipeline.consumers.inventory import planning_input, plan_from_forecast
 from pipeline.consumers.outputs import neutralise_formulas
@@ -33,3 +34,20 @@ def test_csv_cells_that_look_like_formulas_are_neutralised():
     out = neutralise_formulas(frame)
     assert list(out["text"]) == ["'=HYPERLINK(1)", "'+1", "'-2", "'@x", "fine"]
     assert list(out["n"]) == [-1, 2, 3, 4, 5]
+
+
+def test_a_jump_in_a_skus_negative_share_is_found():
+    from datetime import date
+
+    from pipeline.consumers.review_insights import negative_jumps
+
+    day = date(2026, 10, 3)
+    rows = [("A", "2026-10-01", "great")] * 8 + [("A", "2026-10-03", "other")] * 5 + [("A", "2026-10-03", "great")] * 1
+    rows += [("B", "2026-10-02", "other")] * 5 + [("B", "2026-10-03", "other")] * 5  # bad, but not worse
+    rows += [("C", "2026-10-03", "other")] * 9  # no earlier reviews: nothing to compare
+    scored = pd.DataFrame(rows, columns=["sku", "created_at", "label"])
+    jumps = negative_jumps(scored, day, ["other"], min_reviews=5).set_index("sku")
+    assert list(jumps.index) == ["A", "B"]
+    assert jumps.loc["A", "jump"] == pytest.approx(5 / 6) and jumps.loc["B", "jump"] == 0
+    assert (jumps.loc["A", "reviews_today"], jumps.loc["A", "reviews_before"]) == (6, 8)
+    assert negative_jumps(scored, day, ["other"], min_reviews=7).index.size == 0  # A has only 6 today
