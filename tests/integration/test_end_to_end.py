@@ -6,8 +6,15 @@ registered and promoted, and the consumers write outputs naming the champion ver
 
 from __future__ import annotations
 
+import json
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from datetime import date, datetime, timezone
+from pathlib import Path
 
 import pytest
 
@@ -41,6 +48,52 @@ def _test(dag_id: str, day: date | None):  # noqa: ANN202 - the DagRun
 
 def _run(dag_id: str, day: date) -> str:
     return str(_test(dag_id, day).state)
+
+
+# the requests shown in the README, one per model
+REQUESTS = {
+    "sentiment": {"dataframe_records": [{"text": "Great coffee, I will buy it again."},
+                                        {"text": "Stale and bitter, a waste of money."}]},
+    "forecaster": {"dataframe_records": [
+        {"store_id": "2", "sku": "OJ01", "date": "2026-09-12", "units": 8256, "price": 0.06, "promo": 1},
+        {"store_id": "2", "sku": "OJ01", "date": "2026-09-19", "units": 6144, "price": 0.06, "promo": 0},
+        {"store_id": "2", "sku": "OJ01", "date": "2026-09-26", "units": 3840, "price": 0.06, "promo": 0},
+        {"store_id": "2", "sku": "OJ01", "date": "2026-10-03", "units": None, "price": 0.06, "promo": 0},
+        {"store_id": "2", "sku": "OJ01", "date": "2026-10-10", "units": None, "price": 0.05, "promo": 1}]},
+    "recommender": {"dataframe_records": [
+        {"customer_id": "C0001", "sku": "ML0050", "timestamp": "2026-09-30T10:00:00"},
+        {"customer_id": "C0001", "sku": "ML0181", "timestamp": "2026-10-01T20:00:00"}], "params": {"top_k": 3}},
+}
+
+
+def _serve_and_ask(model_uri: str, payload: dict) -> list[dict]:
+    """Start `mlflow models serve` on a free port, POST one request, stop the server."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+           "MLFLOW_TRACKING_URI": os.environ["RETAIL_MLFLOW_TRACKING_URI"]}
+    server = subprocess.Popen([f"{bin_dir}/mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
+                               "-h", "127.0.0.1", "-p", str(port)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"mlflow models serve did not start: {server.stdout.read()[-3000:]}")
+                time.sleep(0.5)
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", json.dumps(payload).encode(),
+                                         {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return json.loads(response.read())["predictions"]
+    finally:
+        os.killpg(server.pid, 15)  # the server and its uvicorn worker
+        server.wait(timeout=30)
 
 
 def test_dags_run_end_to_end_on_real_data(retail_env, airflow_db, monkeypatch):
@@ -105,6 +158,17 @@ def test_dags_run_end_to_end_on_real_data(retail_env, airflow_db, monkeypatch):
     assert (plan["reorder_point"] >= plan["lead_time_demand"]).all()
     recs = lake.read_parquet(lake.uri("outputs", "recommendations/date=2026-10-03/top_k.parquet"))
     assert recs.groupby("customer_id").size().max() == settings.training.recommender.top_k
+
+    # online serving: each champion behind MLflow's own server, real HTTP requests
+    served = {family: _serve_and_ask(f"models:/{settings.model_name(family)}@champion", REQUESTS[family])
+              for family in ("sentiment", "forecaster", "recommender")}
+    positive, negative = served["sentiment"]
+    assert {positive["label"], negative["label"]} <= {"great", "other"}
+    assert positive["p_great"] > negative["p_great"]  # the praise reads as more positive than the complaint
+    assert [p["date"][:10] for p in served["forecaster"]] == ["2026-10-03", "2026-10-10"]
+    assert all(p["p10"] <= p["p50"] <= p["p90"] and p["forecast"] > 0 for p in served["forecaster"])
+    assert [p["rank"] for p in served["recommender"]] == [1, 2, 3]
+    assert not {p["sku"] for p in served["recommender"]} & {"ML0050", "ML0181"}  # nothing already seen
 
     from pipeline.report import render_summary
 
