@@ -1,0 +1,118 @@
+"""Consumer throughput: reviews scored, series forecast and customers served per second.
+
+Uses the champions in the configured MLflow registry and the validated data in the lake
+(run `make demo` first). Reviews are also scored, in the same run on the same machine, by
+a plain ``transformers.pipeline("text-classification")`` over the same MiniLM encoder
+size (the base encoder with a sequence-classification head: the pipeline cannot load the
+champion's mean-pooling head, and the head's cost is negligible), once with its defaults
+(batch size 1) and once with batch size 64. Run on demand::
+
+    python benchmarks/consumers_bench.py [--reviews 1000]
+
+Writes benchmarks/results/consumers_<device>.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pipeline.datasets import sales_frame  # noqa: E402
+from pipeline.ingest.publish import read_validated  # noqa: E402
+from pipeline.lake import lake_from_settings  # noqa: E402
+from pipeline.registry import load_champion  # noqa: E402
+from pipeline.settings import load_settings  # noqa: E402
+from pipeline.training.encoder import resolve_base_model  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def timed(fn, *args, **kwargs) -> tuple[float, object]:  # noqa: ANN001
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return time.perf_counter() - start, out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reviews", type=int, default=1000)
+    parser.add_argument("--date", default=None, help="data up to this day (default: the last demo day)")
+    args = parser.parse_args()
+    settings = load_settings()
+    day = datetime.date.fromisoformat(args.date) if args.date else (
+        datetime.date.fromisoformat(settings.demo_start) + datetime.timedelta(days=settings.demo_days - 1))
+    lake = lake_from_settings(settings)
+    rows = []
+
+    # reviews: the champion's pyfunc against transformers.pipeline
+    texts = read_validated(lake, "reviews", day)["text"].astype(str).head(args.reviews).tolist()
+    sentiment, version = load_champion(settings, "sentiment")
+    import pandas as pd
+
+    sentiment.predict(pd.DataFrame({"text": texts[:16]}))  # warm up
+    seconds, _ = timed(sentiment.predict, pd.DataFrame({"text": texts}))
+    rows.append(("reviews scored", f"sentiment champion v{version} (pyfunc, bucketed batches of 64)", len(texts), seconds))
+    from transformers import pipeline
+
+    classifier = pipeline("text-classification", model=resolve_base_model(""), device=-1)
+    classifier(texts[:16], truncation=True, max_length=128)
+    for batch in (1, 64):
+        seconds, _ = timed(classifier, texts, truncation=True, max_length=128, batch_size=batch)
+        label = "defaults" if batch == 1 else "batch_size=64"
+        rows.append(("reviews scored", f"transformers.pipeline('text-classification'), {label}", len(texts), seconds))
+
+    # series: the forecaster champion on every store x sku series, next `horizon` periods
+    forecaster, version = load_champion(settings, "forecaster")
+    sales = sales_frame(read_validated(lake, "sales", day))
+    horizon = settings.training.forecaster.horizon
+    last = sales.groupby(["store_id", "sku"])["date"].max().reset_index()
+    future = pd.concat([last.assign(date=last["date"] + pd.Timedelta(weeks=h + 1)) for h in range(horizon)])
+    question = pd.concat([sales, future.assign(units=float("nan"), price=float("nan"), promo=0.0)], ignore_index=True)
+    seconds, _ = timed(forecaster.predict, question)
+    rows.append(("series forecast", f"forecaster champion v{version}, {horizon} periods each", len(last), seconds))
+
+    # customers: the recommender champion, the whole batch and one customer at a time
+    recommender, version = load_champion(settings, "recommender")
+    history = read_validated(lake, "interactions", day)[["customer_id", "sku", "timestamp"]]
+    seconds, _ = timed(recommender.predict, history, params={"top_k": 10})
+    customers = history["customer_id"].nunique()
+    rows.append(("customers served", f"recommender champion v{version}, batch of all customers", customers, seconds))
+    one = history[history["customer_id"] == history["customer_id"].iloc[0]]
+    recommender.predict(one, params={"top_k": 10})
+    singles = [timed(recommender.predict, one, params={"top_k": 10})[0] for _ in range(20)]
+    rows.append(("customers served", f"recommender champion v{version}, one customer per call", 20, sum(singles)))
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    machine = (torch.cuda.get_device_name() if device == "cuda"
+               else f"{platform.machine()} CPU, {len(os.sched_getaffinity(0))} cores")
+    today = datetime.date.today().isoformat()
+    results = [{"what": w, "how": h, "items": n, "seconds": round(s, 3), "per_second": round(n / s, 1)}
+               for w, h, n, s in rows]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"consumers_{device}.json").write_text(
+        json.dumps({"date": today, "machine": machine, "results": results}, indent=2))
+    plain = results[1]["per_second"]  # transformers.pipeline with its defaults
+    lines = [f"Consumer throughput ({today}, {machine})", "",
+             "| what | how | items | seconds | per second | vs pipeline defaults |", "|---|---|---:|---:|---:|---:|"]
+    for r in results:
+        ratio = f"{r['per_second'] / plain:.1f}x" if r["what"] == "reviews scored" else ""
+        lines.append(f"| {r['what']} | {r['how']} | {r['items']:,} | {r['seconds']} | {r['per_second']:,} | {ratio} |")
+    (RESULTS / f"consumers_{device}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
