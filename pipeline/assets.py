@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-FEEDS = ("sales", "reviews", "interactions", "catalog")
+FEEDS = ("sales", "reviews", "interactions", "catalog", "stock")
 FAMILIES = ("sentiment", "forecaster", "recommender")
 # the feeds each model family is trained on (a hold on one of them holds its retraining)
 FAMILY_FEEDS = {"sentiment": ("reviews",), "forecaster": ("sales",), "recommender": ("interactions", "catalog")}

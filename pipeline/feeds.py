@@ -90,7 +90,19 @@ CATALOG = Feed(
     key=("sku",),
 )
 
-FEEDS: dict[str, Feed] = {f.name: f for f in (SALES, REVIEWS, INTERACTIONS, CATALOG)}
+# optional: stock on hand per store and sku; inventory planning orders against it when present
+STOCK = Feed(
+    "stock",
+    (
+        Column("date", "date", required=True, not_after_drop_date=True),
+        Column("store_id", "string", required=True, not_blank=True),
+        Column("sku", "string", required=True, not_blank=True),
+        Column("on_hand", "number", required=True, min_value=0),
+    ),
+    key=("date", "store_id", "sku"),
+)
+
+FEEDS: dict[str, Feed] = {f.name: f for f in (SALES, REVIEWS, INTERACTIONS, CATALOG, STOCK)}
 
 
 def get_feed(name: str) -> Feed:

@@ -2,8 +2,13 @@
 
 Per store x sku: forecast the next ``horizon`` periods with quantiles, then
 safety stock = z(service level) x sigma over the lead time, reorder point = lead-time
-demand + safety stock. No stock feed exists yet, so the suggested order covers the whole
-horizon's demand plus safety stock from zero stock; the output says so.
+demand + safety stock, and a suggested order = horizon demand + safety stock - stock on
+hand. Stock on hand comes from the optional ``stock`` feed (the latest count up to the
+day); without it the plan starts from zero stock and says so in ``stock_basis``.
+
+A backtest checks the plan's promise: the last ``horizon`` periods of history are
+forecast from what came before, and the share of periods whose demand exceeded the
+planned level (forecast + z x sigma) is set against the target (1 - service level).
 """
 
 from __future__ import annotations
@@ -38,8 +43,10 @@ def planning_input(sales: pd.DataFrame, horizon: int, context: int, period_days:
     return pd.concat([history, *future], ignore_index=True).sort_values(["store_id", "sku", "date"])
 
 
-def plan_from_forecast(forecast: pd.DataFrame, service_level: float, lead_time: int) -> pd.DataFrame:
-    """Safety stock, reorder point and order quantity per store x sku."""
+def plan_from_forecast(forecast: pd.DataFrame, service_level: float, lead_time: int,
+                       stock: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Safety stock, reorder point and order quantity per store x sku; ``stock`` (store_id,
+    sku, on_hand, date) is what is on hand, when known."""
     z = NormalDist().inv_cdf(service_level)
     f = forecast.sort_values(["store_id", "sku", "date"]).copy()
     f["sigma"] = ((f["p90"] - f["p10"]) / (2 * Z_80)).clip(lower=0)
@@ -54,9 +61,44 @@ def plan_from_forecast(forecast: pd.DataFrame, service_level: float, lead_time: 
     }).reset_index()
     plan["safety_stock"] = z * plan["lead_time_sigma"]
     plan["reorder_point"] = plan["lead_time_demand"] + plan["safety_stock"]
-    plan["suggested_order"] = np.ceil(plan["horizon_demand"] + plan["safety_stock"])
-    plan["stock_basis"] = "demand only (no stock feed)"
+    if stock is not None and len(stock):
+        latest = stock.sort_values("date").groupby(["store_id", "sku"]).tail(1)
+        plan = plan.merge(latest[["store_id", "sku", "on_hand", "date"]].rename(columns={"date": "counted_on"}),
+                          on=["store_id", "sku"], how="left")
+        plan["stock_basis"] = np.where(plan["on_hand"].notna(), "stock on hand", "no count for this item: zero")
+        plan["on_hand"] = plan["on_hand"].fillna(0.0)
+    else:
+        plan["on_hand"], plan["counted_on"] = 0.0, pd.NaT
+        plan["stock_basis"] = "demand only (no stock feed)"
+    plan["suggested_order"] = np.ceil((plan["horizon_demand"] + plan["safety_stock"] - plan["on_hand"]).clip(lower=0))
+    plan["below_reorder_point"] = plan["on_hand"] < plan["reorder_point"]
+    # periods of lead-time demand the stock covers: the fewer, the nearer a stock-out
+    plan["cover"] = plan["on_hand"] / plan["lead_time_demand"].clip(lower=1e-9)
     return plan
+
+
+def at_risk(plan: pd.DataFrame, n: int = 20) -> pd.DataFrame:
+    """Items most at risk of a stock-out: least cover first, then the widest uncertainty."""
+    ranked = plan.assign(uncertainty=plan["safety_stock"] / plan["lead_time_demand"].clip(lower=1))
+    return ranked.sort_values(["cover", "uncertainty"], ascending=[True, False]).head(n)
+
+
+def backtest(model, sales: pd.DataFrame, horizon: int, context: int, service_level: float) -> dict[str, float]:  # noqa: ANN001
+    """Forecast each series' last ``horizon`` periods from the periods before them (with
+    their real price and promo) and count how often demand exceeded forecast + z x sigma."""
+    frame = sales_frame(sales).sort_values(["store_id", "sku", "date"])
+    from_end = frame.groupby(["store_id", "sku"]).cumcount(ascending=False)
+    held = frame[from_end < horizon]
+    history = frame[from_end >= horizon].groupby(["store_id", "sku"]).tail(context)
+    question = pd.concat([history, held.assign(units=np.nan)], ignore_index=True)
+    forecast = model.predict(question.sort_values(["store_id", "sku", "date"]))
+    z = NormalDist().inv_cdf(service_level)
+    forecast = forecast.assign(store_id=forecast["store_id"].astype(str), sku=forecast["sku"].astype(str),
+                               date=pd.to_datetime(forecast["date"]).astype("datetime64[ns]"))
+    joined = held.assign(date=held["date"].astype("datetime64[ns]")).merge(forecast, on=["store_id", "sku", "date"])
+    level = joined["forecast"] + z * ((joined["p90"] - joined["p10"]) / (2 * Z_80)).clip(lower=0)
+    exceeded = float((joined["units"] > level).mean()) if len(joined) else float("nan")
+    return {"periods": int(len(joined)), "demand_exceeded_plan": exceeded, "target": 1 - service_level}
 
 
 def run_inventory_plan(settings: Settings, day: date) -> str:
@@ -67,12 +109,24 @@ def run_inventory_plan(settings: Settings, day: date) -> str:
     sales = read_validated(lake, "sales", day)
     sales = sales[pd.to_datetime(sales["date"]) > pd.Timestamp(day - timedelta(days=period_days * hp.context_length * 3))]
     forecast = model.predict(planning_input(sales, hp.horizon, hp.context_length, period_days))
-    plan = plan_from_forecast(forecast, settings.inventory_service_level, settings.inventory_lead_time_periods)
+    try:
+        stock = read_validated(lake, "stock", day)
+    except FileNotFoundError:
+        stock = None
+        log.info("no stock feed published: planning from demand alone (suggested orders assume zero stock)")
+    plan = plan_from_forecast(forecast, settings.inventory_service_level, settings.inventory_lead_time_periods, stock)
     version_cols = {"model_name": settings.model_name("forecaster"), "model_version": version}
     write_output(lake, "inventory_plan", day, "forecast", forecast.assign(**version_cols))
     uri = write_output(lake, "inventory_plan", day, "plan", plan.assign(**version_cols))
-    risk = plan.assign(risk=plan["safety_stock"] / plan["lead_time_demand"].clip(lower=1)).nlargest(5, "risk")
-    log.info("inventory plan for %d store x sku from %s v%s -> %s; widest uncertainty:\n%s",
-             len(plan), settings.model_name("forecaster"), version, uri,
-             risk[["store_id", "sku", "lead_time_demand", "safety_stock", "reorder_point"]].to_string(index=False))
+    risk = at_risk(plan)
+    write_output(lake, "inventory_plan", day, "at_risk", risk.assign(**version_cols))
+    check = backtest(model, sales, hp.horizon, hp.context_length, settings.inventory_service_level)
+    lake.write_json(lake.uri("outputs", "inventory_plan", f"date={day.isoformat()}", "backtest.json"),
+                    {**check, **version_cols})
+    log.info("inventory plan for %d store x sku from %s v%s -> %s (%s); backtest over %d held-out periods: demand "
+             "exceeded the plan in %.1f%% of them (target %.1f%%); most at risk of a stock-out:\n%s",
+             len(plan), settings.model_name("forecaster"), version, uri, plan["stock_basis"].iloc[0] if len(plan) else "-",
+             check["periods"], 100 * check["demand_exceeded_plan"], 100 * check["target"],
+             risk[["store_id", "sku", "on_hand", "lead_time_demand", "safety_stock", "reorder_point",
+                   "suggested_order"]].head(5).to_string(index=False))
     return uri

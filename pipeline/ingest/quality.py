@@ -96,6 +96,7 @@ DRIFT_METRICS: dict[str, dict[str, DriftMetric]] = {
         "event_shift": lambda cur, ref: total_variation(cur["event"].fillna("purchase"), ref["event"].fillna("purchase")),
     },
     "catalog": {},
+    "stock": {},
 }
 
 

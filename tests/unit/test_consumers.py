@@ -51,3 +51,37 @@ def test_a_jump_in_a_skus_negative_share_is_found():
     assert jumps.loc["A", "jump"] == pytest.approx(5 / 6) and jumps.loc["B", "jump"] == 0
     assert (jumps.loc["A", "reviews_today"], jumps.loc["A", "reviews_before"]) == (6, 8)
     assert negative_jumps(scored, day, ["other"], min_reviews=7).index.size == 0  # A has only 6 today
+
+
+def test_plan_orders_against_stock_on_hand_and_ranks_stock_out_risk():
+    from pipeline.consumers.inventory import at_risk
+
+    forecast = pd.DataFrame({
+        "store_id": ["1"] * 2 + ["2"] * 2, "sku": "a",
+        "date": list(pd.date_range("2026-10-05", periods=2, freq="7D")) * 2,
+        "forecast": [10.0, 10.0, 10.0, 10.0], "p10": [8.0, 8.0, 8.0, 8.0], "p90": [12.0, 12.0, 12.0, 12.0],
+    })
+    stock = pd.DataFrame({"store_id": ["1", "1", "2"], "sku": "a", "on_hand": [100.0, 5.0, 50.0],
+                          "date": pd.to_datetime(["2026-09-28", "2026-10-04", "2026-10-04"])})
+    plan = plan_from_forecast(forecast, 0.95, 1, stock).set_index("store_id")
+    assert plan.loc["1", "on_hand"] == 5.0  # the latest count wins
+    assert plan.loc["1", "suggested_order"] == np.ceil(20 + plan.loc["1", "safety_stock"] - 5)
+    assert plan.loc["2", "suggested_order"] == 0 and not plan.loc["2", "below_reorder_point"]
+    assert plan.loc["1", "below_reorder_point"] and (plan["stock_basis"] == "stock on hand").all()
+    assert list(at_risk(plan.reset_index())["store_id"]) == ["1", "2"]
+    without = plan_from_forecast(forecast, 0.95, 1)
+    assert (without["stock_basis"] == "demand only (no stock feed)").all() and (without["on_hand"] == 0).all()
+
+
+def test_backtest_counts_periods_where_demand_exceeded_the_plan():
+    from pipeline.consumers.inventory import backtest
+
+    class Flat:  # forecasts 10 with a +-2 band for every requested period
+        def predict(self, frame):  # noqa: ANN001, ANN201
+            future = frame[frame["units"].isna()]
+            return future[["store_id", "sku", "date"]].assign(forecast=10.0, p10=8.0, p90=12.0)
+
+    sales = pd.DataFrame({"store_id": "1", "sku": "a", "date": pd.date_range("2026-08-03", periods=8, freq="7D"),
+                          "units": [10.0] * 4 + [9.0, 30.0, 11.0, 10.0], "price": 1.0, "promo": 0})
+    result = backtest(Flat(), sales, horizon=4, context=4, service_level=0.95)
+    assert result == {"periods": 4, "demand_exceeded_plan": 0.25, "target": pytest.approx(0.05)}
