@@ -46,6 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     for parser_ in (prom, roll, appr):
         parser_.add_argument("--by", help="who (default: the current user)")
 
+    rec = sub.add_parser("recommend", help="top-K for one customer from the recommender champion (fast path)")
+    rec.add_argument("customer_id")
+    rec.add_argument("--date", help="history up to this day (default: the last demo day)")
+    rec.add_argument("--top-k", type=int)
+
     data = sub.add_parser("data", help="data quality: drift holds on retraining")
     data_sub = data.add_subparsers(dest="action", required=True)
     data_sub.add_parser("holds", help="list severe-drift holds and whether they are acknowledged")
@@ -75,6 +80,12 @@ def main(argv: list[str] | None = None) -> int:
         from pipeline.report import render_summary
 
         print(render_summary(settings, date.fromisoformat(args.date) if args.date else last_demo_day))
+    elif args.command == "recommend":
+        from pipeline.consumers.recommendations import recommend_one
+
+        recs = recommend_one(settings, args.customer_id, date.fromisoformat(args.date) if args.date else last_demo_day,
+                             args.top_k)
+        print(recs.to_string(index=False))
     elif args.command == "data":
         from pipeline.ingest import quality
         from pipeline.lake import lake_from_settings

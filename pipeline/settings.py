@@ -225,6 +225,8 @@ class Settings(BaseSettings):
     negative_labels: list[str] = ["negative", "other"]
     negative_jump_alert: float = 0.3
     negative_jump_min_reviews: int = 5
+    # recommendations: items with at least this share of negative reviews go to the end (0: off)
+    demote_negative_share: float = 0.5
     inventory_lead_time_periods: int = 1
 
     @classmethod

@@ -1,9 +1,17 @@
-"""Top-K product recommendations per customer from the recommender champion."""
+"""Top-K product recommendations per customer from the recommender champion.
+
+Items already in a customer's history are never recommended; a customer without a usable
+history gets the most popular items (the champion's own fallback). Items whose share of
+negative reviews (from the latest review insights) is at least ``demote_negative_share``
+move to the end of each list. ``recommend_one`` is the fast path for one customer.
+"""
 
 from __future__ import annotations
 
 import logging
 from datetime import date
+
+import pandas as pd
 
 from pipeline.consumers.outputs import write_output
 from pipeline.ingest.publish import read_validated
@@ -14,12 +22,46 @@ from pipeline.settings import Settings
 log = logging.getLogger(__name__)
 
 
+def negative_shares(lake, day: date) -> pd.Series:  # noqa: ANN001 - Lake
+    """Per sku, the share of negative reviews in the latest review insights (empty if none)."""
+    from pipeline.consumers.outputs import output_folder
+
+    uri = f"{output_folder(lake, 'review_insights', day)}/negative_jumps.parquet"
+    if not lake.exists(uri):
+        return pd.Series(dtype=float)
+    jumps = lake.read_parquet(uri)
+    return jumps.set_index(jumps["sku"].astype(str))["share_today"]
+
+
+def demote(recs: pd.DataFrame, negative: pd.Series, threshold: float) -> pd.DataFrame:
+    """Move poorly reviewed items to the end of each customer's list (ranks renumbered)."""
+    if not threshold or negative.empty or recs.empty:
+        return recs.assign(demoted=False)
+    poor = recs["sku"].astype(str).map(negative).fillna(0.0) >= threshold
+    out = recs.assign(demoted=poor).sort_values(["customer_id", "demoted", "rank"], kind="stable")
+    out["rank"] = out.groupby("customer_id").cumcount() + 1
+    return out.reset_index(drop=True)
+
+
+def recommend_one(settings: Settings, customer_id: str, day: date, top_k: int | None = None) -> pd.DataFrame:
+    """Fast path: one customer's top-K from the champion (popular items for a new customer)."""
+    lake = lake_from_settings(settings)
+    model, version = load_champion(settings, "recommender")
+    history = read_validated(lake, "interactions", day)[["customer_id", "sku", "timestamp"]]
+    mine = history[history["customer_id"].astype(str) == str(customer_id)]
+    if mine.empty:  # a new customer: an empty history still names them
+        mine = pd.DataFrame({"customer_id": [str(customer_id)], "sku": ["__none__"], "timestamp": [pd.Timestamp(day)]})
+    recs = model.predict(mine, params={"top_k": top_k or settings.training.recommender.top_k})
+    return demote(recs, negative_shares(lake, day), settings.demote_negative_share).assign(model_version=version)
+
+
 def run_recommendations(settings: Settings, day: date) -> str:
     lake = lake_from_settings(settings)
     model, version = load_champion(settings, "recommender")
     history = read_validated(lake, "interactions", day)[["customer_id", "sku", "timestamp"]]
     top_k = settings.training.recommender.top_k
     recs = model.predict(history.sort_values(["customer_id", "timestamp"]), params={"top_k": top_k})
+    recs = demote(recs, negative_shares(lake, day), settings.demote_negative_share)
     recs = recs.assign(model_name=settings.model_name("recommender"), model_version=version)
     uri = write_output(lake, "recommendations", day, "top_k", recs)
     log.info("top-%d recommendations for %d customers from %s v%s -> %s",

@@ -170,6 +170,17 @@ def test_dags_run_end_to_end_on_real_data(retail_env, airflow_db, monkeypatch):
     assert [p["rank"] for p in served["recommender"]] == [1, 2, 3]
     assert not {p["sku"] for p in served["recommender"]} & {"ML0050", "ML0181"}  # nothing already seen
 
+    # the fast path for one customer, known and new
+    from pipeline.consumers.recommendations import recommend_one
+
+    known = recommend_one(settings, "C0001", days[-1], top_k=5)
+    assert known["rank"].tolist() == [1, 2, 3, 4, 5] and set(known["model_version"]) == {champions["recommender"]}
+    bought = set(lake.read_parquet(lake.uri("validated", "interactions", "date=2026-10-01", "part.parquet"))
+                 .query("customer_id == 'C0001'")["sku"])
+    assert not set(known["sku"]) & bought
+    newcomer = recommend_one(settings, "C9999-new", days[-1], top_k=3)
+    assert newcomer["customer_id"].tolist() == ["C9999-new"] * 3  # popular items for a first visit
+
     from pipeline.report import render_summary
 
     summary = render_summary(settings, days[-1])

@@ -85,3 +85,14 @@ def test_backtest_counts_periods_where_demand_exceeded_the_plan():
                           "units": [10.0] * 4 + [9.0, 30.0, 11.0, 10.0], "price": 1.0, "promo": 0})
     result = backtest(Flat(), sales, horizon=4, context=4, service_level=0.95)
     assert result == {"periods": 4, "demand_exceeded_plan": 0.25, "target": pytest.approx(0.05)}
+
+
+def test_poorly_reviewed_items_move_to_the_end_of_each_list():
+    from pipeline.consumers.recommendations import demote
+
+    recs = pd.DataFrame({"customer_id": ["c1"] * 3 + ["c2"] * 2, "rank": [1, 2, 3, 1, 2],
+                         "sku": ["bad", "ok", "fine", "ok", "bad"], "score": [3.0, 2.0, 1.0, 2.0, 1.0]})
+    out = demote(recs, pd.Series({"bad": 0.8, "ok": 0.1}), threshold=0.5)
+    assert out[out["customer_id"] == "c1"][["rank", "sku"]].values.tolist() == [[1, "ok"], [2, "fine"], [3, "bad"]]
+    assert out[out["customer_id"] == "c2"]["sku"].tolist() == ["ok", "bad"] and out["demoted"].sum() == 2
+    assert demote(recs, pd.Series({"bad": 0.8}), threshold=0.0)["sku"].tolist() == recs["sku"].tolist()  # off
