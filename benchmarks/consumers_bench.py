@@ -4,8 +4,8 @@ Uses the champions in the configured MLflow registry and the validated data in t
 (run `make demo` first). Reviews are also scored, in the same run on the same machine, by
 a plain ``transformers.pipeline("text-classification")`` over the same MiniLM encoder
 size (the base encoder with a sequence-classification head: the pipeline cannot load the
-champion's mean-pooling head, and the head's cost is negligible), once with its defaults
-(batch size 1) and once with batch size 64. Run on demand::
+champion's mean-pooling head, and the head's cost is negligible): with its defaults
+(batch size 1), with batch size 64, and with batch size 64 in bfloat16. Run on demand::
 
     python benchmarks/consumers_bench.py [--reviews 1000]
 
@@ -67,11 +67,11 @@ def main() -> None:
     rows.append(("reviews scored", f"sentiment champion v{version} (pyfunc, bucketed batches of 64)", len(texts), seconds))
     from transformers import pipeline
 
-    classifier = pipeline("text-classification", model=resolve_base_model(""), device=-1)
-    classifier(texts[:16], truncation=True, max_length=128)
-    for batch in (1, 64):
+    for label, kwargs, batch in (("defaults", {}, 1), ("batch_size=64", {}, 64),
+                                 ("batch_size=64, bfloat16", {"dtype": torch.bfloat16}, 64)):
+        classifier = pipeline("text-classification", model=resolve_base_model(""), device=-1, **kwargs)
+        classifier(texts[:16], truncation=True, max_length=128)
         seconds, _ = timed(classifier, texts, truncation=True, max_length=128, batch_size=batch)
-        label = "defaults" if batch == 1 else "batch_size=64"
         rows.append(("reviews scored", f"transformers.pipeline('text-classification'), {label}", len(texts), seconds))
 
     # series: the forecaster champion on every store x sku series, next `horizon` periods

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import unquote, urlparse
 
 import pandas as pd
@@ -42,17 +42,7 @@ class Lake:
         if scheme == "s3":
             self._s3().put_object(Bucket=bucket, Key=key, Body=data)
             return uri
-        path = Path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.chmod(tmp, 0o644)  # mkstemp creates 0600; lake files are meant to be shared
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        _atomic_local(Path(key), lambda tmp: tmp.write_bytes(data))
         return uri
 
     def get_file(self, uri: str, path: Path) -> Path:
@@ -71,17 +61,7 @@ class Lake:
         if scheme == "s3":
             self._s3().upload_file(str(path), bucket, key)
             return uri
-        target = Path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            shutil.copyfile(path, tmp)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        _atomic_local(Path(key), lambda tmp: shutil.copyfile(path, tmp))
         return uri
 
     def create_exclusive(self, uri: str, data: bytes) -> bool:
@@ -171,6 +151,22 @@ class Lake:
         import boto3  # only the S3 lake needs it
 
         return boto3.client("s3", endpoint_url=self.s3_endpoint_url or None)
+
+
+def _atomic_local(target: Path, write: Callable[[Path], object]) -> None:
+    """Write through a hidden temporary file beside ``target``, then rename it into place:
+    a reader sees the old file or the new one, never half of one."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; lake files are meant to be shared
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _split(uri: str) -> tuple[str, str, str]:

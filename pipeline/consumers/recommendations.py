@@ -22,15 +22,17 @@ from pipeline.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def negative_shares(lake, day: date) -> pd.Series:  # noqa: ANN001 - Lake
-    """Per sku, the share of negative reviews in the latest review insights (empty if none)."""
+def negative_shares(lake, day: date, min_reviews: int) -> pd.Series:  # noqa: ANN001 - Lake
+    """Per sku with at least ``min_reviews`` recent reviews, the share of negative ones, from
+    the day's review insights (empty when they have not run)."""
     from pipeline.consumers.outputs import output_folder
 
-    uri = f"{output_folder(lake, 'review_insights', day)}/negative_jumps.parquet"
+    uri = f"{output_folder(lake, 'review_insights', day)}/sku_negative.parquet"
     if not lake.exists(uri):
         return pd.Series(dtype=float)
-    jumps = lake.read_parquet(uri)
-    return jumps.set_index(jumps["sku"].astype(str))["share_today"]
+    per_sku = lake.read_parquet(uri)
+    per_sku = per_sku[per_sku["reviews"] >= min_reviews]
+    return per_sku.set_index(per_sku["sku"].astype(str))["negative_share"]
 
 
 def demote(recs: pd.DataFrame, negative: pd.Series, threshold: float) -> pd.DataFrame:
@@ -52,7 +54,7 @@ def recommend_one(settings: Settings, customer_id: str, day: date, top_k: int | 
     if mine.empty:  # a new customer: an empty history still names them
         mine = pd.DataFrame({"customer_id": [str(customer_id)], "sku": ["__none__"], "timestamp": [pd.Timestamp(day)]})
     recs = model.predict(mine, params={"top_k": top_k or settings.training.recommender.top_k})
-    return demote(recs, negative_shares(lake, day), settings.demote_negative_share).assign(model_version=version)
+    return demote(recs, negative_shares(lake, day, settings.negative_jump_min_reviews), settings.demote_negative_share).assign(model_version=version)
 
 
 def run_recommendations(settings: Settings, day: date) -> str:
@@ -61,7 +63,7 @@ def run_recommendations(settings: Settings, day: date) -> str:
     history = read_validated(lake, "interactions", day)[["customer_id", "sku", "timestamp"]]
     top_k = settings.training.recommender.top_k
     recs = model.predict(history.sort_values(["customer_id", "timestamp"]), params={"top_k": top_k})
-    recs = demote(recs, negative_shares(lake, day), settings.demote_negative_share)
+    recs = demote(recs, negative_shares(lake, day, settings.negative_jump_min_reviews), settings.demote_negative_share)
     recs = recs.assign(model_name=settings.model_name("recommender"), model_version=version)
     uri = write_output(lake, "recommendations", day, "top_k", recs)
     log.info("top-%d recommendations for %d customers from %s v%s -> %s",

@@ -1,4 +1,7 @@
-"""Review insights: score unlabelled reviews with the sentiment champion, shares per sku."""
+"""Review insights: score the last week's unlabelled reviews with the sentiment champion;
+label shares per sku and per catalog category and day; each sku's negative share (used to
+demote poorly reviewed items in recommendations); and an alert when a sku's negative share
+jumps."""
 
 from __future__ import annotations
 
@@ -35,6 +38,14 @@ def negative_jumps(scored: pd.DataFrame, day: date, negative: list[str], min_rev
     return out[columns].astype({"reviews_today": int, "reviews_before": int}).sort_values("jump", ascending=False)
 
 
+def label_shares(scored: pd.DataFrame, key: str) -> pd.DataFrame:
+    """Reviews and the share of each label per ``key`` (sku or category) and day."""
+    shares = (scored.assign(day=pd.to_datetime(scored["created_at"]).dt.date.astype(str))
+              .groupby([key, "day", "label"]).size().rename("reviews").reset_index())
+    shares["share"] = shares["reviews"] / shares.groupby([key, "day"])["reviews"].transform("sum")
+    return shares
+
+
 def run_review_insights(settings: Settings, day: date) -> str:
     lake = lake_from_settings(settings)
     model, version = load_champion(settings, "sentiment")
@@ -44,12 +55,18 @@ def run_review_insights(settings: Settings, day: date) -> str:
     scored = pd.concat(
         [unlabelled[["review_id", "sku", "created_at", "text"]], model.predict(unlabelled[["text"]])], axis=1
     ).assign(model_name=settings.model_name("sentiment"), model_version=version)
-    shares = (
-        scored.assign(day=pd.to_datetime(scored["created_at"]).dt.date.astype(str))
-        .groupby(["sku", "day", "label"]).size().rename("reviews").reset_index()
-    )
-    shares["share"] = shares["reviews"] / shares.groupby(["sku", "day"])["reviews"].transform("sum")
-    write_output(lake, "review_insights", day, "sku_sentiment", shares.assign(model_version=version))
+    try:
+        catalog = read_validated(lake, "catalog", day).sort_values("_partition").drop_duplicates("sku", keep="last")
+        categories = dict(zip(catalog["sku"].astype(str), catalog["category"].fillna("unknown").astype(str)))
+    except FileNotFoundError:
+        categories = {}
+    scored["category"] = scored["sku"].astype(str).map(categories).fillna("unknown")
+    write_output(lake, "review_insights", day, "sku_sentiment", label_shares(scored, "sku").assign(model_version=version))
+    write_output(lake, "review_insights", day, "category_sentiment",
+                 label_shares(scored, "category").assign(model_version=version))
+    negative = scored.assign(negative=scored["label"].astype(str).isin(settings.negative_labels))
+    per_sku = negative.groupby("sku")["negative"].agg(negative_share="mean", reviews="size").reset_index()
+    write_output(lake, "review_insights", day, "sku_negative", per_sku.assign(model_version=version))
     jumps = negative_jumps(scored, day, settings.negative_labels, settings.negative_jump_min_reviews)
     alerts = jumps[jumps["jump"] >= settings.negative_jump_alert]
     write_output(lake, "review_insights", day, "negative_jumps", jumps.assign(alert=jumps["jump"] >= settings.negative_jump_alert))

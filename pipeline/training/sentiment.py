@@ -25,6 +25,7 @@ from pipeline.training.core import (
     RunOptions,
     TrainHistory,
     augment_tokens,
+    cpu_has_fast_bf16,
     run_training,
     seed_everything,
     to_device,
@@ -158,13 +159,15 @@ class SentimentModel(mlflow.pyfunc.PythonModel):
         self.config = json.loads((folder / "config.json").read_text())
         self.tokenizer = AutoTokenizer.from_pretrained(folder / "model")
         self.model = MeanPoolClassifier.load(folder / "model", len(self.config["classes"])).eval()
+        self.bf16 = cpu_has_fast_bf16()
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         texts = model_input["text"].fillna("").astype(str).tolist()
         classes = self.config["classes"]
         probs = np.zeros((len(texts), len(classes)), dtype=np.float32)
         batches = _bucketed_batches(self.tokenizer, texts, None, self.config["max_length"], 64)
-        with torch.inference_mode():
+        # bf16 where the CPU computes it natively: far faster, the same labels (see core)
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
             for batch in batches:
                 logits = self.model(batch["input_ids"], batch["attention_mask"])
                 probs[batch["row"].numpy()] = torch.softmax(logits.float(), dim=-1).numpy()

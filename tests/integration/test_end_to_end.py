@@ -154,6 +154,10 @@ def test_dags_run_end_to_end_on_real_data(retail_env, airflow_db, monkeypatch):
         frame = lake.read_parquet(lake.uri("outputs", path))
         assert len(frame) > 0, path
         assert set(frame["model_version"].astype(str)) == {str(champions[family])}, path
+    categories = lake.read_parquet(lake.uri("outputs", "review_insights/date=2026-10-03/category_sentiment.parquet"))
+    assert set(categories.groupby(["category", "day"])["share"].sum().round(6)) == {1.0}
+    backtest = lake.read_json(lake.uri("outputs", "inventory_plan/date=2026-10-03/backtest.json"))
+    assert backtest["periods"] > 0 and 0 <= backtest["demand_exceeded_plan"] <= 1
     plan = lake.read_parquet(lake.uri("outputs", "inventory_plan/date=2026-10-03/plan.parquet"))
     assert (plan["reorder_point"] >= plan["lead_time_demand"]).all()
     recs = lake.read_parquet(lake.uri("outputs", "recommendations/date=2026-10-03/top_k.parquet"))
@@ -174,7 +178,7 @@ def test_dags_run_end_to_end_on_real_data(retail_env, airflow_db, monkeypatch):
     from pipeline.consumers.recommendations import recommend_one
 
     known = recommend_one(settings, "C0001", days[-1], top_k=5)
-    assert known["rank"].tolist() == [1, 2, 3, 4, 5] and set(known["model_version"]) == {champions["recommender"]}
+    assert known["rank"].tolist() == [1, 2, 3, 4, 5] and set(known["model_version"]) == {str(champions["recommender"])}
     bought = set(lake.read_parquet(lake.uri("validated", "interactions", "date=2026-10-01", "part.parquet"))
                  .query("customer_id == 'C0001'")["sku"])
     assert not set(known["sku"]) & bought

@@ -90,7 +90,7 @@ def test_airflow_ui_login_and_retrain_grid(airflow_db, tmp_path, browser):
     server = _start([airflow, "api-server", "-p", str(port)], f"http://127.0.0.1:{port}/api/v2/monitor/health", env)
     try:
         browser.get(f"http://127.0.0.1:{port}/dags/retail_retrain")
-        assert "/auth/login" in browser.current_url  # no anonymous access
+        WebDriverWait(browser, 30).until(ec.url_contains("/auth/login"))  # no anonymous access
         browser.find_element(By.NAME, "username").send_keys("admin")
         browser.find_element(By.NAME, "password").send_keys("a-test-password")
         browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
