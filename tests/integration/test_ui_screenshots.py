@@ -118,7 +118,8 @@ def test_mlflow_registered_models_page(tmp_path, browser):
     try:
         from mlflow import MlflowClient
 
-        MlflowClient(tracking_uri=f"http://127.0.0.1:{port}").create_registered_model("retail-demand-forecaster")
+        url = f"http://127.0.0.1:{port}"  # both URIs: an earlier test may have set a global registry URI
+        MlflowClient(tracking_uri=url, registry_uri=url).create_registered_model("retail-demand-forecaster")
         browser.get(f"http://127.0.0.1:{port}/#/models")
         WebDriverWait(browser, 30).until(
             ec.text_to_be_present_in_element((By.TAG_NAME, "body"), "retail-demand-forecaster"))
