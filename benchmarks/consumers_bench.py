@@ -16,20 +16,12 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
-import os
-import platform
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
+from common import machine as machine_name  # noqa: E402 - also puts the project on sys.path
+from common import write_results  # noqa: E402
 from pipeline.datasets import sales_frame  # noqa: E402
 from pipeline.ingest.publish import read_validated  # noqa: E402
 from pipeline.lake import lake_from_settings  # noqa: E402
@@ -37,7 +29,6 @@ from pipeline.registry import load_champion  # noqa: E402
 from pipeline.settings import load_settings  # noqa: E402
 from pipeline.training.encoder import resolve_base_model  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results"
 
 
 def timed(fn, *args, **kwargs) -> tuple[float, object]:  # noqa: ANN001
@@ -96,21 +87,17 @@ def main() -> None:
     rows.append(("customers served", f"recommender champion v{version}, one customer per call", 20, sum(singles)))
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    machine = (torch.cuda.get_device_name() if device == "cuda"
-               else f"{platform.machine()} CPU, {len(os.sched_getaffinity(0))} cores")
+    machine = machine_name(device)
     today = datetime.date.today().isoformat()
     results = [{"what": w, "how": h, "items": n, "seconds": round(s, 3), "per_second": round(n / s, 1)}
                for w, h, n, s in rows]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"consumers_{device}.json").write_text(
-        json.dumps({"date": today, "machine": machine, "results": results}, indent=2))
     plain = results[1]["per_second"]  # transformers.pipeline with its defaults
     lines = [f"Consumer throughput ({today}, {machine})", "",
              "| what | how | items | seconds | per second | vs pipeline defaults |", "|---|---|---:|---:|---:|---:|"]
     for r in results:
         ratio = f"{r['per_second'] / plain:.1f}x" if r["what"] == "reviews scored" else ""
         lines.append(f"| {r['what']} | {r['how']} | {r['items']:,} | {r['seconds']} | {r['per_second']:,} | {ratio} |")
-    (RESULTS / f"consumers_{device}.md").write_text("\n".join(lines) + "\n")
+    write_results(f"consumers_{device}", {"date": today, "machine": machine, "results": results}, lines)
     print("\n".join(lines))
 
 

@@ -14,17 +14,14 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-RESULTS = ROOT / "benchmarks" / "results"
+from common import machine as machine_name  # noqa: E402 - also puts the project on sys.path
+from common import write_results  # noqa: E402
 DAY = datetime.date(2026, 10, 1)
 
 
@@ -98,16 +95,14 @@ def main() -> None:
             print(result, flush=True)
             results.append(result)
 
-    machine = f"{platform.machine()} CPU, {len(os.sched_getaffinity(0))} cores"
+    machine = machine_name()
     meta = {"date": datetime.date.today().isoformat(), "machine": machine, "chunk_rows": args.chunk_rows}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "ingest.json").write_text(json.dumps({**meta, "results": results}, indent=2))
     lines = [f"Ingestion of one sales CSV drop ({meta['date']}, {machine}, chunks of {args.chunk_rows:,} rows)", "",
              "| rows | CSV MB | land s | validate+publish s | total s | rows/s | peak RSS MB |",
              "|---:|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {r['rows']:,} | {r['csv_mb']} | {r['land_s']} | {r['validate_publish_s']} | {r['total_s']} | "
               f"{r['rows_per_s']:,} | {r['peak_rss_mb']:,} |" for r in results]
-    (RESULTS / "ingest.md").write_text("\n".join(lines) + "\n")
+    write_results("ingest", {**meta, "results": results}, lines)
     print("\n".join(lines))
 
 

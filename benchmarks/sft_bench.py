@@ -21,11 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import logging
-import os
-import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,11 +30,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
+from common import machine as machine_name  # noqa: E402 - also puts the project on sys.path
+from common import write_results  # noqa: E402
 from pipeline.datasets import FamilyData  # noqa: E402
 from pipeline.demo_data import load_reviews  # noqa: E402
 from pipeline.settings import SentimentTraining  # noqa: E402
@@ -46,7 +39,6 @@ from pipeline.training import sentiment  # noqa: E402
 from pipeline.training.core import RunOptions, select_device  # noqa: E402
 from pipeline.training.encoder import resolve_base_model  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results"
 MAX_LENGTH = 256
 
 
@@ -144,14 +136,9 @@ def main() -> None:
         print(name, {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}, flush=True)
 
     base, tuned = results["trainer_default"], results["trainer_tuned"]
-    if device.type == "cuda":
-        machine = f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
-    else:
-        machine = f"{platform.machine()} CPU, {len(os.sched_getaffinity(0))} cores"
+    machine = machine_name(device.type)
     meta = {"date": datetime.date.today().isoformat(), "machine": machine, "device": device.type,
             "train_rows": len(train), "test_rows": len(test), "max_length": MAX_LENGTH, "torch": torch.__version__}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"sft_{device.type}.json").write_text(json.dumps({**meta, "results": results}, indent=2))
     lines = [f"Fine-tuning MiniLM on {len(train):,} Amazon reviews, one epoch, max length {MAX_LENGTH} "
              f"({meta['date']}, {machine}); accuracy on {len(test):,} test reviews", "",
              "| side | batch | seconds | samples/s | vs default Trainer | vs tuned Trainer | test accuracy |",
@@ -160,7 +147,7 @@ def main() -> None:
         lines.append(f"| {name} | {r['batch_size']} | {r['seconds']:.1f} | {r['samples_per_s']:.1f} | "
                      f"{r['samples_per_s'] / base['samples_per_s']:.2f}x | "
                      f"{r['samples_per_s'] / tuned['samples_per_s']:.2f}x | {r['accuracy']:.3f} |")
-    (RESULTS / f"sft_{device.type}.md").write_text("\n".join(lines) + "\n")
+    write_results(f"sft_{device.type}", {**meta, "results": results}, lines)
     print("\n".join(lines))
 
 
