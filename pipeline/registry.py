@@ -193,8 +193,8 @@ def promote(settings: Settings, family: str, version: str, *, force: bool = Fals
             evaluated_against = tags.get("evaluated_against", "none")
             if tags.get("gate_passed") != "true":
                 refusal = f"gate failed: {tags.get('gate_reasons')}"
-            elif settings.gate.approval == "manual" and approval_state(settings, family, version) != "approved":
-                refusal = f"waiting for approval (state: {approval_state(settings, family, version) or 'none'})"
+            elif settings.gate.approval == "manual" and (state := approval_state(settings, family, version)) != "approved":
+                refusal = f"waiting for approval (state: {state or 'none'})"
             elif evaluated_against != (current or "none"):
                 refusal = (f"the champion moved from {evaluated_against} to {current} after this version was "
                            "evaluated: it was never compared with the new champion; retrain or re-evaluate")
