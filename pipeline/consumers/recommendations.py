@@ -45,6 +45,12 @@ def demote(recs: pd.DataFrame, negative: pd.Series, threshold: float) -> pd.Data
     return out.reset_index(drop=True)
 
 
+def demote_poorly_reviewed(settings: Settings, lake, day: date, recs: pd.DataFrame) -> pd.DataFrame:  # noqa: ANN001
+    """``demote`` with the day's review insights and the thresholds from settings."""
+    negative = negative_shares(lake, day, settings.negative_jump_min_reviews)
+    return demote(recs, negative, settings.demote_negative_share)
+
+
 def recommend_one(settings: Settings, customer_id: str, day: date, top_k: int | None = None) -> pd.DataFrame:
     """Fast path: one customer's top-K from the champion (popular items for a new customer)."""
     lake = lake_from_settings(settings)
@@ -54,7 +60,7 @@ def recommend_one(settings: Settings, customer_id: str, day: date, top_k: int | 
     if mine.empty:  # a new customer: an empty history still names them
         mine = pd.DataFrame({"customer_id": [str(customer_id)], "sku": ["__none__"], "timestamp": [pd.Timestamp(day)]})
     recs = model.predict(mine, params={"top_k": top_k or settings.training.recommender.top_k})
-    return demote(recs, negative_shares(lake, day, settings.negative_jump_min_reviews), settings.demote_negative_share).assign(model_version=version)
+    return demote_poorly_reviewed(settings, lake, day, recs).assign(model_version=version)
 
 
 def run_recommendations(settings: Settings, day: date) -> str:
@@ -63,7 +69,7 @@ def run_recommendations(settings: Settings, day: date) -> str:
     history = read_validated(lake, "interactions", day)[["customer_id", "sku", "timestamp"]]
     top_k = settings.training.recommender.top_k
     recs = model.predict(history.sort_values(["customer_id", "timestamp"]), params={"top_k": top_k})
-    recs = demote(recs, negative_shares(lake, day, settings.negative_jump_min_reviews), settings.demote_negative_share)
+    recs = demote_poorly_reviewed(settings, lake, day, recs)
     recs = recs.assign(model_name=settings.model_name("recommender"), model_version=version)
     uri = write_output(lake, "recommendations", day, "top_k", recs)
     log.info("top-%d recommendations for %d customers from %s v%s -> %s",
