@@ -67,10 +67,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "demo-data":
         from pipeline.demo_data import DemoLimits, write_demo_drops
-        from pipeline.lake import Lake
+        from pipeline.lake import lake_at
 
         written = write_demo_drops(
-            Lake(args.landing or settings.landing, settings.s3_endpoint_url),
+            lake_at(settings, args.landing or settings.landing),
             date.fromisoformat(args.start or settings.demo_start),
             args.days or settings.demo_days,
             DemoLimits(args.stores, args.reviews, args.customers),

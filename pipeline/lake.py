@@ -2,16 +2,21 @@
 
 Writes are atomic: a local file is written under a temporary name and renamed; an S3
 object only appears once its upload completes. Paths are built by callers from the
-logical date, so re-running a date overwrites the same objects.
+logical date, so re-running a date overwrites the same objects. S3 calls are retried with
+backoff and time out (:class:`S3Options`); one that still fails raises :class:`LakeError`
+naming its URI, and a full disk raises ``OSError(ENOSPC)`` naming the file.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -20,12 +25,28 @@ from urllib.parse import unquote, urlparse
 import pandas as pd
 
 
+class LakeError(OSError):
+    """An S3 call that failed for good (after its retries); the message names the URI."""
+
+
+@dataclass(frozen=True)
+class S3Options:
+    """Retries and timeouts of the S3 client: botocore's ``standard`` mode retries
+    throttling, 5xx answers, refused connections and timeouts with exponential backoff."""
+
+    retry_mode: str = "standard"
+    max_attempts: int = 5  # the first try included
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+
+
 @dataclass(frozen=True)
 class Lake:
     """A root URI plus the S3 endpoint (empty: AWS default chain and endpoint)."""
 
     root: str
     s3_endpoint_url: str = ""
+    s3: S3Options = S3Options()
 
     def uri(self, *parts: str) -> str:
         return "/".join([self.root.rstrip("/"), *(p.strip("/") for p in parts if p)])
@@ -34,13 +55,15 @@ class Lake:
     def read_bytes(self, uri: str) -> bytes:
         scheme, bucket, key = _split(uri)
         if scheme == "s3":
-            return self._s3().get_object(Bucket=bucket, Key=key)["Body"].read()
+            with _s3_errors("read", uri):
+                return self._s3().get_object(Bucket=bucket, Key=key)["Body"].read()
         return Path(key).read_bytes()
 
     def write_bytes(self, uri: str, data: bytes) -> str:
         scheme, bucket, key = _split(uri)
         if scheme == "s3":
-            self._s3().put_object(Bucket=bucket, Key=key, Body=data)
+            with _s3_errors("write", uri):
+                self._s3().put_object(Bucket=bucket, Key=key, Body=data)
             return uri
         _atomic_local(Path(key), lambda tmp: tmp.write_bytes(data))
         return uri
@@ -49,7 +72,8 @@ class Lake:
         """Copy one object to a local file, streamed (large drops never sit in memory)."""
         scheme, bucket, key = _split(uri)
         if scheme == "s3":
-            self._s3().download_file(bucket, key, str(path))
+            with _s3_errors("download", uri):
+                self._s3().download_file(bucket, key, str(path))
         else:
             shutil.copyfile(key, path)
         return path
@@ -59,7 +83,8 @@ class Lake:
         object becomes visible only when its (multipart) upload completes."""
         scheme, bucket, key = _split(uri)
         if scheme == "s3":
-            self._s3().upload_file(str(path), bucket, key)
+            with _s3_errors("upload", uri):  # a failed multipart upload is aborted, never visible
+                self._s3().upload_file(str(path), bucket, key)
             return uri
         _atomic_local(Path(key), lambda tmp: shutil.copyfile(path, tmp))
         return uri
@@ -72,11 +97,12 @@ class Lake:
             from botocore.exceptions import ClientError
 
             try:
-                self._s3().put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+                with _s3_errors("create", uri, passing=ClientError):
+                    self._s3().put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
                     return False
-                raise
+                raise _lake_error("create", uri, exc) from exc
             return True
         path = Path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,7 +117,8 @@ class Lake:
     def exists(self, uri: str) -> bool:
         scheme, bucket, key = _split(uri)
         if scheme == "s3":
-            return bool(self._s3().list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1).get("Contents"))
+            with _s3_errors("check", uri):
+                return bool(self._s3().list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1).get("Contents"))
         return Path(key).exists()
 
     def list(self, prefix_uri: str) -> list[str]:
@@ -100,8 +127,9 @@ class Lake:
         if scheme == "s3":
             prefix = key.rstrip("/") + "/"
             names: list[str] = []
-            for page in self._s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-                names += [f"s3://{bucket}/{o['Key']}" for o in page.get("Contents", [])]
+            with _s3_errors("list", prefix_uri):
+                for page in self._s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                    names += [f"s3://{bucket}/{o['Key']}" for o in page.get("Contents", [])]
             # keys ending in "/" are folder markers some S3 tools write, not files
             return sorted(n for n in names if not n.endswith("/") and not n.rsplit("/", 1)[-1].startswith("."))
         base = Path(key)
@@ -121,7 +149,8 @@ class Lake:
     def delete(self, uri: str) -> None:
         scheme, bucket, key = _split(uri)
         if scheme == "s3":
-            self._s3().delete_object(Bucket=bucket, Key=key)
+            with _s3_errors("delete", uri):
+                self._s3().delete_object(Bucket=bucket, Key=key)
         else:
             Path(key).unlink(missing_ok=True)
 
@@ -149,8 +178,35 @@ class Lake:
 
     def _s3(self) -> Any:
         import boto3  # only the S3 lake needs it
+        from botocore.config import Config
 
-        return boto3.client("s3", endpoint_url=self.s3_endpoint_url or None)
+        config = Config(retries={"mode": self.s3.retry_mode, "total_max_attempts": self.s3.max_attempts},
+                        connect_timeout=self.s3.connect_timeout, read_timeout=self.s3.read_timeout)
+        return boto3.client("s3", endpoint_url=self.s3_endpoint_url or None, config=config)
+
+
+@contextlib.contextmanager
+def _s3_errors(action: str, uri: str, passing: type[BaseException] | tuple[()] = ()) -> Iterator[None]:
+    """S3 failures as lake errors naming the URI: a missing object is FileNotFoundError (as
+    on a local disk), anything else that outlived the retries is :class:`LakeError`."""
+    from boto3.exceptions import Boto3Error
+    from botocore.exceptions import BotoCoreError, ClientError
+    from s3transfer.exceptions import RetriesExceededError, S3DownloadFailedError, S3UploadFailedError
+
+    try:
+        yield
+    except passing:
+        raise
+    except (ClientError, BotoCoreError, Boto3Error, RetriesExceededError, S3DownloadFailedError,
+            S3UploadFailedError) as exc:
+        raise _lake_error(action, uri, exc) from exc
+
+
+def _lake_error(action: str, uri: str, exc: BaseException) -> OSError:
+    code = str((getattr(exc, "response", None) or {}).get("Error", {}).get("Code", ""))
+    if code in ("NoSuchKey", "404", "NotFound"):
+        return FileNotFoundError(errno.ENOENT, f"no such object ({action})", uri)
+    return LakeError(f"S3 {action} of {uri} failed: {exc}")
 
 
 def _atomic_local(target: Path, write: Callable[[Path], object]) -> None:
@@ -164,6 +220,12 @@ def _atomic_local(target: Path, write: Callable[[Path], object]) -> None:
         write(tmp)
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; lake files are meant to be shared
         os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        # a failed write() names no file, and copyfile names the source and the temporary file
+        if exc.filename is None or exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise OSError(exc.errno, exc.strerror, str(target)) from exc
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -178,9 +240,16 @@ def _split(uri: str) -> tuple[str, str, str]:
     raise ValueError(f"unsupported lake URI {uri!r}: use file:// or s3://")
 
 
+def lake_at(settings: Any, root: str) -> Lake:
+    """A lake rooted at ``root`` with the S3 endpoint, retries and timeouts of ``settings``."""
+    s3 = settings.s3
+    return Lake(root, settings.s3_endpoint_url, S3Options(s3.retry_mode, s3.max_attempts, s3.connect_timeout_seconds,
+                                                          s3.read_timeout_seconds))
+
+
 def lake_from_settings(settings: Any) -> Lake:
-    return Lake(settings.lake_uri, settings.s3_endpoint_url)
+    return lake_at(settings, settings.lake_uri)
 
 
 def landing_lake(settings: Any) -> Lake:
-    return Lake(settings.landing, settings.s3_endpoint_url)
+    return lake_at(settings, settings.landing)

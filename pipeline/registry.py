@@ -105,14 +105,16 @@ def registry_lock(lake: Lake, family: str, timeout: float = 60.0) -> Iterator[No
 
 def register(settings: Settings, family: str, run_id: str, decision: dict) -> str:
     """Register the run's model (gate passed or not) and tag it with the gate decision,
-    its reasons, the data window and the holdout metrics."""
+    its reasons, the data window and the holdout metrics.
+
+    The tags travel with the version in one request, so no version exists without them,
+    and a re-run (a retry after the tracking server went away) returns the version already
+    registered for the run rather than adding a second one."""
     import mlflow
 
     configure_mlflow(settings)
     name = settings.model_name(family)
     run = mlflow.get_run(run_id)
-    version = str(mlflow.register_model(run.data.tags["model_uri"], name, tags={"family": family}).version)
-    client = _client()
     metrics = {k[len("challenger_"):]: round(v, 6) for k, v in run.data.metrics.items() if k.startswith("challenger_")}
     tags = {
         "gate_passed": str(decision["passed"]).lower(),
@@ -124,8 +126,12 @@ def register(settings: Settings, family: str, run_id: str, decision: dict) -> st
         "evaluated_against": run.data.tags.get("champion_version_at_evaluation", "none"),
         "metrics": json.dumps(metrics)[:5000],
     }
-    for key, value in tags.items():
-        client.set_model_version_tag(name, version, key, value)
+    registered = _client().search_model_versions(f"name = '{name}' and tags.run_id = '{run_id}'")
+    if registered:
+        version = str(min(int(mv.version) for mv in registered))
+        log.info("%s version %s was already registered for run %s", name, version, run_id)
+        return version
+    version = str(mlflow.register_model(run.data.tags["model_uri"], name, tags={"family": family, **tags}).version)
     log.info("registered %s version %s (gate %s)", name, version, "passed" if decision["passed"] else "failed")
     return version
 
@@ -171,7 +177,9 @@ def promote(settings: Settings, family: str, version: str, *, force: bool = Fals
     Refused (returns False, and the refusal is recorded) when the gate failed, when a
     manual approval is missing, or when the champion moved after this version was
     evaluated. ``force`` (with a ``reason``) overrides the gate and the approval and is
-    recorded as forced.
+    recorded as forced. The ``champion`` alias moves after ``previous`` and before the
+    history event and the ``promoted_at`` tag: a re-run after a promotion cut short (the
+    tracking server went away) finishes its record.
     """
     configure_mlflow(settings)
     if force and not reason.strip():
@@ -183,13 +191,16 @@ def promote(settings: Settings, family: str, version: str, *, force: bool = Fals
     with registry_lock(lake, family):
         tags = client.get_model_version(name, version).tags
         current = champion_version(settings, family)
+        unrecorded = current == version
+        if unrecorded:
+            if "promoted_at" in tags:
+                return True
+            current = _alias(name, PREVIOUS)  # set before the alias moved
         evidence = {"model": name, "version": version, "run_id": tags.get("run_id"), "by": who,
                     "gate_passed": tags.get("gate_passed") == "true", "gate_reasons": tags.get("gate_reasons"),
                     "metrics": tags.get("metrics"), "from_version": current}
         refusal = None
-        if current == version:
-            return True
-        if not force:
+        if not force and not unrecorded:
             evaluated_against = tags.get("evaluated_against", "none")
             if tags.get("gate_passed") != "true":
                 refusal = f"gate failed: {tags.get('gate_reasons')}"
@@ -202,14 +213,20 @@ def promote(settings: Settings, family: str, version: str, *, force: bool = Fals
             record_event(lake, family, {"event": "refused", **evidence, "reason": refusal})
             log.info("%s version %s not promoted: %s", name, version, refusal)
             return False
-        if current is not None:
-            client.set_registered_model_alias(name, PREVIOUS, current)
-        client.set_registered_model_alias(name, CHAMPION, version)
+        if not unrecorded:
+            if current is not None:
+                client.set_registered_model_alias(name, PREVIOUS, current)
+            client.set_registered_model_alias(name, CHAMPION, version)
         kind = "forced" if force else ("approved" if settings.gate.approval == "manual" else "gate")
-        event = record_event(lake, family, {"event": "promoted", "kind": kind, **evidence,
-                                            "reason": reason or "gate passed"})
-        for key, value in {"promoted_at": event["at"], "promoted_by": who, "promotion": kind,
-                           "promoted_from": current or "none", "promotion_reason": event["reason"]}.items():
+        last = history(settings, family)[-1:] if unrecorded else []
+        if last and last[0]["event"] == "promoted" and last[0]["version"] == version:
+            event = last[0]  # recorded before the cut
+        else:
+            event = record_event(lake, family, {"event": "promoted", "kind": kind, **evidence,
+                                                "reason": reason or "gate passed"})
+        # promoted_at last: with it the record is whole
+        for key, value in {"promoted_by": who, "promotion": kind, "promoted_from": current or "none",
+                           "promotion_reason": event["reason"], "promoted_at": event["at"]}.items():
             client.set_model_version_tag(name, version, key, value[:5000])
     log.info("%s: champion is now version %s (was %s; %s)", name, version, current or "none", kind)
     return True
@@ -247,11 +264,15 @@ def rollback(settings: Settings, family: str, reason: str, by: str | None = None
 
 
 def load_champion(settings: Settings, family: str):  # noqa: ANN201 - (PyFuncModel, version)
-    """Load the current champion as a pyfunc, pinned to its version number."""
+    """Load the current champion as a pyfunc, pinned to its version number. Only a
+    registered model name is accepted: never a run, a file or any other URI."""
     import mlflow
 
+    name = settings.model_name(family)
+    if ":" in name or "/" in name:
+        raise ValueError(f"{name!r} is not a registered model name: consumers load only models:/<name>@champion")
     configure_mlflow(settings)
     version = champion_version(settings, family)
     if version is None:
-        raise LookupError(f"{settings.model_name(family)} has no champion yet: run the retrain DAG first")
-    return mlflow.pyfunc.load_model(f"models:/{settings.model_name(family)}/{version}"), version
+        raise LookupError(f"{name} has no champion yet: run the retrain DAG first")
+    return mlflow.pyfunc.load_model(f"models:/{name}/{version}"), version

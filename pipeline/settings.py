@@ -9,6 +9,7 @@ import time: call :func:`load_settings`.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -163,6 +164,26 @@ class IngestSettings(BaseModel):
     drift: DriftSettings = DriftSettings()
 
 
+class S3ClientSettings(BaseModel):
+    """The lake's S3 client (botocore): throttling and 5xx answers are retried with backoff,
+    a call that stalls times out and is retried; after ``max_attempts`` the error names the URI."""
+
+    retry_mode: Literal["legacy", "standard", "adaptive"] = "standard"
+    max_attempts: int = 5  # the first try included
+    connect_timeout_seconds: float = 10.0
+    read_timeout_seconds: float = 60.0
+
+
+class MlflowHttpSettings(BaseModel):
+    """Retries of MLflow's HTTP client against a tracking server (exported as MLflow's own
+    ``MLFLOW_HTTP_REQUEST_*`` variables; None leaves MLflow's value: 7 retries, backoff
+    factor 2, so about 4 minutes of waiting, and 120 s per request)."""
+
+    max_retries: int | None = None
+    backoff_factor: int | None = None  # seconds: waits of 0, 2x, 4x, ... this, at most 120
+    timeout_seconds: int | None = None
+
+
 class Settings(BaseSettings):
     """Everything configurable. Defaults give the embedded single-machine setup."""
 
@@ -175,11 +196,14 @@ class Settings(BaseSettings):
     # where drops land; empty means <lake_uri>/landing
     landing_uri: str = ""
     s3_endpoint_url: str = ""
+    s3: S3ClientSettings = S3ClientSettings()
     ingest: IngestSettings = IngestSettings()
     sales_period: Literal["day", "week"] = "week"
 
     mlflow_tracking_uri: str = "sqlite:///" + str(PROJECT_ROOT / "var" / "mlflow" / "mlflow.db")
+    # where new experiments keep artifacts; empty: the tracking server decides (served artifacts)
     mlflow_artifact_uri: str = (PROJECT_ROOT / "var" / "mlflow" / "artifacts").as_uri()
+    mlflow_http: MlflowHttpSettings = MlflowHttpSettings()
     experiment_name: str = "retail-mlops"
     model_names: dict[str, str] = {
         "sentiment": "retail-review-sentiment",
@@ -252,8 +276,30 @@ class Settings(BaseSettings):
         return self.model_names[family]
 
     def redacted(self) -> dict[str, Any]:
-        """The resolved settings as a flat dict, safe to log (no secrets are held here)."""
-        return _flatten(self.model_dump())
+        """The resolved settings as a flat dict, safe to log: values under secret-looking
+        names (password, secret, token, ...key), the notifier's keyword arguments and
+        passwords inside URIs (``scheme://user:password@host``) are masked."""
+        return {key: _mask(key, value) for key, value in _flatten(self.model_dump()).items()}
+
+
+MASK = "***"
+# a name holding password or secret, or ending in one of these words (api_token, aws_secret_access_key)
+_SECRET_NAME = re.compile(r"passw(or)?d|secret|(^|[_-])(token|key|apikey|pass|pwd|auth|authorization|credentials?)$",
+                          re.I)
+# notifier kwargs often carry a webhook address or a token under a name of the notifier's choosing
+_UNLOGGED = ("alert_notifier_kwargs.",)
+_URI_PASSWORD = re.compile(r"(://[^/:@\s]*):[^/@\s]*@")
+
+
+def mask_uri_passwords(text: str) -> str:
+    """``scheme://user:password@host`` becomes ``scheme://user:***@host``, anywhere in ``text``."""
+    return _URI_PASSWORD.sub(rf"\1:{MASK}@", text)
+
+
+def _mask(key: str, value: Any) -> Any:
+    if key.startswith(_UNLOGGED) or _SECRET_NAME.search(key.rsplit(".", 1)[-1]):
+        return MASK
+    return mask_uri_passwords(value) if isinstance(value, str) else value
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

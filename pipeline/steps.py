@@ -6,13 +6,33 @@ does its work through the modules below it, and returns a small reference.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from datetime import date
+from typing import ParamSpec, TypeVar
 
 from pipeline.settings import load_settings
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def _day(logical_date: str) -> date:
     return date.fromisoformat(logical_date[:10])
+
+
+def _tracking_step(step: Callable[P, R]) -> Callable[P, R]:
+    """A step that talks to MLflow: when the tracking server stays unreachable through
+    MLflow's retries, it fails with one error naming the server."""
+
+    @functools.wraps(step)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        from pipeline.tracking import naming_the_tracking_server
+
+        with naming_the_tracking_server(load_settings()):
+            return step(*args, **kwargs)
+
+    return run
 
 
 class MissingDrop(Exception):
@@ -76,30 +96,35 @@ def build_dataset(family: str, logical_date: str) -> str:
     return build(lake, family, _day(logical_date), settings.training)
 
 
+@_tracking_step
 def fine_tune(family: str, dataset_uri: str, logical_date: str) -> str:
     from pipeline.training.job import train_model
 
     return train_model(load_settings(), family, dataset_uri, _day(logical_date))
 
 
+@_tracking_step
 def evaluate(family: str, dataset_uri: str, run_id: str) -> str:
     from pipeline.evaluation.evaluate import evaluate_run
 
     return evaluate_run(load_settings(), family, dataset_uri, run_id)
 
 
+@_tracking_step
 def gate(family: str, run_id: str) -> dict:
     from pipeline.evaluation.evaluate import gate_run
 
     return gate_run(load_settings(), family, run_id)
 
 
+@_tracking_step
 def register(family: str, run_id: str, decision: dict) -> str:
     from pipeline.registry import register as register_version
 
     return register_version(load_settings(), family, run_id, decision)
 
 
+@_tracking_step
 def approval(family: str, version: str, gate_passed: bool) -> str:
     """Where the version stands before promotion: 'not_needed' (gate failed: nothing to
     approve), 'auto' (approval mode auto), or the manual state: 'approved', 'rejected'
@@ -114,24 +139,28 @@ def approval(family: str, version: str, gate_passed: bool) -> str:
     return approval_state(settings, family, version) or "waiting"
 
 
+@_tracking_step
 def promote(family: str, version: str) -> bool:
     from pipeline.registry import promote as promote_version
 
     return promote_version(load_settings(), family, version, by="airflow")
 
 
+@_tracking_step
 def inventory_plan(logical_date: str) -> str:
     from pipeline.consumers.inventory import run_inventory_plan
 
     return run_inventory_plan(load_settings(), _day(logical_date))
 
 
+@_tracking_step
 def recommendations(logical_date: str) -> str:
     from pipeline.consumers.recommendations import run_recommendations
 
     return run_recommendations(load_settings(), _day(logical_date))
 
 
+@_tracking_step
 def review_insights(logical_date: str) -> str:
     from pipeline.consumers.review_insights import run_review_insights
 

@@ -1,16 +1,20 @@
-"""MLflow connection: tracking and registry URIs and the experiment, from settings."""
+"""MLflow connection: tracking and registry URIs, HTTP retries and the experiment, from settings."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
+from collections.abc import Iterator
 
-from pipeline.settings import PROJECT_ROOT, Settings
+from pipeline.settings import PROJECT_ROOT, Settings, mask_uri_passwords
 
 
 def configure_mlflow(settings: Settings) -> str:
     """Point MLflow at the configured store; create the experiment once. Returns its id."""
     import mlflow
 
+    export_http_settings(settings)
     if settings.mlflow_tracking_uri.startswith("sqlite:///"):
         from pathlib import Path
 
@@ -20,12 +24,60 @@ def configure_mlflow(settings: Settings) -> str:
     experiment = mlflow.get_experiment_by_name(settings.experiment_name)
     if experiment is None:
         try:
-            mlflow.create_experiment(settings.experiment_name, artifact_location=settings.mlflow_artifact_uri)
+            # empty: the tracking server chooses (mlflow-artifacts:/ when it serves artifacts)
+            mlflow.create_experiment(settings.experiment_name, artifact_location=settings.mlflow_artifact_uri or None)
         except mlflow.exceptions.MlflowException:  # created meanwhile by a parallel task
             pass
         experiment = mlflow.get_experiment_by_name(settings.experiment_name)
     mlflow.set_experiment(experiment_id=experiment.experiment_id)
     return experiment.experiment_id
+
+
+# MLflow's client reads these on every request and retries (with exponential backoff)
+# refused connections, timeouts and 429/5xx answers; see mlflow.utils.request_utils
+HTTP_ENV = {"max_retries": "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+            "backoff_factor": "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
+            "timeout_seconds": "MLFLOW_HTTP_REQUEST_TIMEOUT"}
+
+
+def export_http_settings(settings: Settings) -> None:
+    """Hand ``settings.mlflow_http`` to MLflow's client (those left None keep MLflow's value)."""
+    for field, variable in HTTP_ENV.items():
+        value = getattr(settings.mlflow_http, field)
+        if value is not None:
+            os.environ[variable] = str(value)
+
+
+class TrackingServerUnavailable(RuntimeError):
+    """The MLflow tracking server did not answer, even after MLflow's retries."""
+
+
+@contextlib.contextmanager
+def naming_the_tracking_server(settings: Settings) -> Iterator[None]:
+    """Turn a network failure that outlived MLflow's retries into one error naming the
+    server and the retry settings (MLflow's own message names only the endpoint)."""
+    try:
+        yield
+    except Exception as exc:
+        from mlflow.exceptions import MlflowException
+        from requests import RequestException
+
+        if not isinstance(exc, MlflowException) or not any(isinstance(e, RequestException) for e in _causes(exc)):
+            raise
+        retries = {field: os.environ.get(variable, "MLflow's default") for field, variable in HTTP_ENV.items()}
+        raise TrackingServerUnavailable(mask_uri_passwords(
+            f"the MLflow tracking server {settings.mlflow_tracking_uri} could not be reached "
+            f"(retries: {retries}; raise them with RETAIL_MLFLOW_HTTP__MAX_RETRIES / __BACKOFF_FACTOR / "
+            f"__TIMEOUT_SECONDS): {exc}")) from exc
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        yield cause
+        cause = cause.__cause__ or cause.__context__
 
 
 def code_version() -> str:

@@ -29,5 +29,8 @@ def output_folder(lake: Lake, consumer: str, day: date) -> str:
 def write_output(lake: Lake, consumer: str, day: date, name: str, frame: pd.DataFrame) -> str:
     """Write ``name``.parquet and ``name``.csv; return the Parquet URI."""
     folder = output_folder(lake, consumer, day)
-    lake.write_bytes(f"{folder}/{name}.csv", neutralise_formulas(frame).to_csv(index=False).encode("utf-8"))
+    # CRLF rows (RFC 4180): a cell holding a bare CR is then quoted, so it cannot end the row
+    # early and start a new one with a formula ("ok\r=cmd|...")
+    text = neutralise_formulas(frame).to_csv(index=False, lineterminator="\r\n")
+    lake.write_bytes(f"{folder}/{name}.csv", text.encode("utf-8"))
     return lake.write_parquet(f"{folder}/{name}.parquet", frame)

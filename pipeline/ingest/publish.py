@@ -109,7 +109,7 @@ def validate_and_publish(
     manifest = lake.read_json(manifest_uri)
     quarantine = quarantine_folder(lake, feed_name, day)
     lake.delete_prefix(quarantine)
-    lake.delete_prefix(lake.uri("validated", feed_name, f"date={day.isoformat()}"))
+    # the date's validated partition stays until its replacement is complete (or the drop is rejected)
 
     with tempfile.TemporaryDirectory(prefix="retail-validate-") as tmp:
         run = _DropRun(feed, day, Path(tmp), chunk_rows)
@@ -154,7 +154,9 @@ def validate_and_publish(
 def _reject(lake: Lake, run: _DropRun, summary: PublishSummary, manifest: dict, quarantine: str,
             exc: DropRejected) -> None:
     """Quarantine the whole drop: its files as they came, the rows read so far, a report."""
-    folder = raw_folder(lake, summary.feed, date.fromisoformat(summary.logical_date))
+    day = date.fromisoformat(summary.logical_date)
+    lake.delete_prefix(lake.uri("validated", summary.feed, f"date={day.isoformat()}"))  # nothing published
+    folder = raw_folder(lake, summary.feed, day)
     stored = {e["name"]: e.get("stored_as") or f"files/{e['name']}" for e in manifest["files"]}
     for path in stored.values():
         lake.put_file(lake.get_file(f"{folder}/{path}", run.tmp / "copy"), f"{quarantine}/{path}")

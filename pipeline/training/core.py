@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+import pickle
 import random
 import tempfile
 import time
@@ -59,8 +60,12 @@ class Checkpointer:
     def load(self) -> dict[str, Any] | None:
         if not self.lake.exists(self.uri):
             return None
-        # our own file, written by save(); weights_only=False for the RNG states and history
-        return torch.load(io.BytesIO(self.lake.read_bytes(self.uri)), map_location="cpu", weights_only=False)
+        # weights_only: tensors and plain containers, never code, even from a tampered lake
+        try:
+            return torch.load(io.BytesIO(self.lake.read_bytes(self.uri)), map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            raise RuntimeError(f"checkpoint at {self.uri} holds more than tensors and plain values (written by an "
+                               f"older version, or not by this pipeline): remove it to start over ({exc})") from exc
 
 
 @dataclass
@@ -155,7 +160,10 @@ def to_device(batch: Batch, device: torch.device) -> Batch:
 
 
 def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    # numpy's key as a list: a checkpoint holds only what torch.load(weights_only=True) reads
+    kind, key, pos, has_gauss, gauss = np.random.get_state()
+    state = {"python": random.getstate(), "numpy": [kind, key.tolist(), pos, has_gauss, gauss],
+             "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -163,7 +171,8 @@ def _rng_state() -> dict[str, Any]:
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    kind, key, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, np.asarray(key, dtype=np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
