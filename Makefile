@@ -15,7 +15,7 @@ export TOKENIZERS_PARALLELISM := false
 # the pool that training tasks run in (settings gpu_pool / gpu_pool_slots)
 GPU_POOL = $(BIN)/airflow pools set $${RETAIL_GPU_POOL:-gpu} $${RETAIL_GPU_POOL_SLOTS:-1} "model training (GPU when there is one)" > /dev/null
 
-.PHONY: install data browser demo run test bench airflow-ui mlflow-ui clean
+.PHONY: install data browser services demo run test bench airflow-ui mlflow-ui clean
 
 install: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt requirements-data.txt
@@ -47,13 +47,25 @@ browser:
 		{ $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -q chromium chromium-driver > var-apt.log 2>&1 \
 		  || { cat var-apt.log; echo "could not install chromium (apt-get needs root or sudo)"; exit 1; }; rm -f var-apt.log; }
 
-test: install data browser
-	@CI_REQUIRE_BROWSER=1 $(BIN)/python -m pytest; rc=$$?; \
+# Debian's PostgreSQL and Redis for the distributed test (tests/distributed), and
+# docker-compose to validate docker/docker-compose.yaml (tests/deploy); no Docker engine needed
+SERVICES = /usr/lib/postgresql/15/bin/initdb /usr/bin/redis-server /usr/bin/docker-compose
+services:
+	@for f in $(SERVICES); do [ -x $$f ] || missing=1; done; [ -z "$$missing" ] || \
+		{ $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -q postgresql redis-server docker-compose > var-apt.log 2>&1 \
+		  || { cat var-apt.log; echo "could not install postgresql, redis-server, docker-compose (apt-get needs root or sudo)"; exit 1; }; \
+		  rm -f var-apt.log; }
+
+# the disk-full test mounts a small tmpfs: required when running as root (CI), skipped otherwise
+test: install data browser services
+	@CI_REQUIRE_BROWSER=1 CI_REQUIRE_DEPLOY_TOOLS=1 CI_REQUIRE_ROOT=$$( [ "$$(id -u)" = 0 ] && echo 1 ) \
+		$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; fi; exit $$rc
 
+# every benchmark, then benchmarks/RESULTS.md and benchmarks/plots/ (run `make demo` first
+# for the demo's stage split and the consumers' models)
 bench: install data
-	$(BIN)/python benchmarks/ingest_bench.py
-	$(BIN)/python benchmarks/sft_bench.py
+	$(BIN)/python benchmarks/run_all.py
 
 airflow-ui: install
 	@mkdir -p var
