@@ -1,5 +1,6 @@
 """What the benchmark scripts share: the project on sys.path, offline Hugging Face, the
-machine's name for every figure, and where results are written."""
+machine's name for every figure, and where results are written (``BENCH_RESULTS_DIR``,
+default benchmarks/results/)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = Path(os.environ.get("BENCH_RESULTS_DIR") or ROOT / "benchmarks" / "results").resolve()
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is downloaded at run time
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

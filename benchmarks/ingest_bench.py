@@ -19,24 +19,34 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from common import machine as machine_name  # noqa: E402 - also puts the project on sys.path
 from common import write_results  # noqa: E402
+if TYPE_CHECKING:
+    import pandas as pd
+
 DAY = datetime.date(2026, 10, 1)
 
 
-def write_drop(landing: Path, rows: int) -> Path:
-    """The OJ sales replicated onto stores ``<store>-r<k>`` up to ``rows`` rows, as CSV."""
+def orange_juice_sales() -> pd.DataFrame:
+    """The real OJ sales (106,139 rows) as the sales feed's columns, weeks from 2024-01-01."""
     import pandas as pd
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
 
     from pipeline.demo_data import load_orange_juice
 
     base = load_orange_juice()
     weeks = base["week"] - base["week"].min()
     base["date"] = (pd.Timestamp("2024-01-01") + pd.to_timedelta(weeks * 7, unit="D")).dt.strftime("%Y-%m-%d")
-    base = base[["date", "store_id", "sku", "units", "price", "promo"]]
+    return base[["date", "store_id", "sku", "units", "price", "promo"]]
+
+
+def write_drop(landing: Path, rows: int) -> Path:
+    """The OJ sales replicated onto stores ``<store>-r<k>`` up to ``rows`` rows, as CSV."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    base = orange_juice_sales()
     path = landing / "sales" / DAY.isoformat() / "sales.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     written, replica = 0, 0
