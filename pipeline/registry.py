@@ -174,9 +174,9 @@ def promote(settings: Settings, family: str, version: str, *, force: bool = Fals
             by: str | None = None) -> bool:
     """Make ``version`` the champion; the former champion becomes ``previous``.
 
-    Refused (returns False, and the refusal is recorded) when the gate failed, when a
-    manual approval is missing, or when the champion moved after this version was
-    evaluated. ``force`` (with a ``reason``) overrides the gate and the approval and is
+    Refused (returns False, and the refusal is recorded once) when the gate failed, when a
+    manual approval is missing, when the version was rolled back, or when the champion
+    moved after this version was evaluated. ``force`` (with a ``reason``) overrides the gate and the approval and is
     recorded as forced. The ``champion`` alias moves after ``previous`` and before the
     history event and the ``promoted_at`` tag: a re-run after a promotion cut short (the
     tracking server went away) finishes its record.
@@ -206,11 +206,15 @@ def promote(settings: Settings, family: str, version: str, *, force: bool = Fals
                 refusal = f"gate failed: {tags.get('gate_reasons')}"
             elif settings.gate.approval == "manual" and (state := approval_state(settings, family, version)) != "approved":
                 refusal = f"waiting for approval (state: {state or 'none'})"
+            elif tags.get("rolled_back"):  # a re-run of its DAG run must not undo the rollback
+                refusal = f"rolled back ({tags['rolled_back']}); only a forced promotion brings it back"
             elif evaluated_against != (current or "none"):
                 refusal = (f"the champion moved from {evaluated_against} to {current} after this version was "
                            "evaluated: it was never compared with the new champion; retrain or re-evaluate")
         if refusal:
-            record_event(lake, family, {"event": "refused", **evidence, "reason": refusal})
+            mine = [e for e in history(settings, family) if e.get("version") == version]
+            if not (mine and mine[-1]["event"] == "refused" and mine[-1].get("reason") == refusal):
+                record_event(lake, family, {"event": "refused", **evidence, "reason": refusal})  # once, not per re-run
             log.info("%s version %s not promoted: %s", name, version, refusal)
             return False
         if not unrecorded:

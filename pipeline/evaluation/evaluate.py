@@ -33,10 +33,18 @@ def _scorer(settings: Settings, family: str) -> tuple[Callable[[FamilyData], pd.
 
 
 def evaluate_run(settings: Settings, family: str, dataset_uri: str, run_id: str) -> str:
-    """Log ``challenger_*``, ``baseline_*`` and ``champion_*`` metrics to the run; return the run id."""
+    """Log ``challenger_*``, ``baseline_*`` and ``champion_*`` metrics to the run; return the run id.
+    A run already evaluated on this dataset's holdout keeps its evaluation."""
     import mlflow
 
     configure_mlflow(settings)
+    tags = mlflow.get_run(run_id).data.tags
+    if tags.get("evaluation_set_uri") == f"{dataset_uri}/holdout.parquet":
+        # a run reused by a re-run over the same data: its evaluation stands as the
+        # registered version recorded it (against the champion of that time)
+        log.info("run %s was already evaluated on this holdout (against champion %s); keeping that evaluation",
+                 run_id, tags.get("champion_version_at_evaluation"))
+        return run_id
     data = load_dataset(lake_from_settings(settings), dataset_uri)
     module = family_module(family)
     baseline_fn, score_fn = _scorer(settings, family)

@@ -73,33 +73,67 @@ def champion_model_dir(settings: Settings, family: str, into: Path) -> Path | No
     return found
 
 
-def resume_key(family: str, day: date, dataset_uri: str) -> str:
-    """Identifies one training job across Airflow retries."""
-    return f"{family}|{day.isoformat()}|{dataset_uri}"
+def dataset_digest(data: FamilyData) -> str:
+    """A digest of what the model learns from and is judged on (train, holdout and
+    catalog: columns, types and every value): a dataset rebuilt from the same validated
+    partitions has the same digest, one rebuilt from changed data another."""
+    digest = hashlib.sha256()
+    for name, frame in (("train", data.train), ("holdout", data.holdout), ("catalog", data.catalog)):
+        if frame is None:
+            continue
+        digest.update(json.dumps([name, list(map(str, frame.columns)), list(map(str, frame.dtypes))]).encode())
+        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
-def unfinished_run(settings: Settings, key: str) -> str | None:
-    """The latest run of this training job that did not finish (killed or failed), if any."""
+def settings_digest(settings: Settings, family: str) -> str:
+    """A digest of the family's training settings and the seed."""
+    payload = {"seed": settings.training.seed, family: getattr(settings.training, family).model_dump(mode="json")}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def resume_key(family: str, data: FamilyData, settings: Settings) -> str:
+    """Identifies one training job by what makes its model: the family, the dataset's
+    content and the training settings. A retry finds the run that did not finish by it;
+    a re-run (or a later date) over the same data with the same settings finds the run
+    that already logged the model. Not in it: the date (the same data gives the same
+    model) and the champion a warm start begins from (else a backfill replaying old dates
+    would train new versions of unchanged data)."""
+    return f"{family}|data={dataset_digest(data)}|settings={settings_digest(settings, family)}"
+
+
+def _job_runs(settings: Settings, key: str, status: str, order: str, max_results: int) -> list:
     import mlflow
 
     experiment = mlflow.get_experiment_by_name(settings.experiment_name)
     if experiment is None:
-        return None
-    runs = mlflow.search_runs(
+        return []
+    return mlflow.search_runs(
         experiment_ids=[experiment.experiment_id],
-        filter_string=f"tags.resume_key = '{key}' and attributes.status != 'FINISHED'",
-        order_by=["attributes.start_time DESC"], max_results=1, output_format="list",
+        filter_string=f"tags.resume_key = '{key}' and attributes.status {status}",
+        order_by=[f"attributes.start_time {order}"], max_results=max_results, output_format="list",
     )
+
+
+def unfinished_run(settings: Settings, key: str) -> str | None:
+    """The latest run of this training job that did not finish (killed or failed), if any."""
+    runs = _job_runs(settings, key, "!= 'FINISHED'", "DESC", 1)
     return runs[0].info.run_id if runs else None
+
+
+def finished_run(settings: Settings, key: str) -> str | None:
+    """The first run of this training job that finished with its model logged, if any."""
+    runs = _job_runs(settings, key, "= 'FINISHED'", "ASC", 100)
+    return next((run.info.run_id for run in runs if "model_uri" in run.data.tags), None)
 
 
 def checkpointer(settings: Settings, artifact_uri: str, run_id: str) -> Checkpointer:
     """The checkpoint lives in the run's artifact location when the lake code can write
     there (file:// or s3://); otherwise (an MLflow-served artifact store) in the lake."""
-    from pipeline.lake import Lake
+    from pipeline.lake import lake_at
 
     if artifact_uri.startswith(("file:", "s3:")):
-        return Checkpointer(Lake(artifact_uri, settings.s3_endpoint_url), f"{artifact_uri}/checkpoints/checkpoint.pt")
+        return Checkpointer(lake_at(settings, artifact_uri), f"{artifact_uri}/checkpoints/checkpoint.pt")
     lake = lake_from_settings(settings)
     return Checkpointer(lake, lake.uri("checkpoints", run_id, "checkpoint.pt"))
 
@@ -132,8 +166,11 @@ def log_lineage(lineage: list[dict]) -> None:
 def train_model(settings: Settings, family: str, dataset_uri: str, day: date) -> str:
     """Fine-tune ``family`` on the dataset at ``dataset_uri``; return the MLflow run id.
 
-    A retry of the same job (same family, date and dataset) continues the run that did
-    not finish, from its last checkpoint."""
+    A retry of the same job (same family, dataset content and training settings: see
+    :func:`resume_key`) continues the run that did not finish, from its last checkpoint;
+    when a run of the job already finished with its model logged, that run is returned
+    without training again, so evaluation, registration and promotion act on the same
+    run (and model version)."""
     import matplotlib.pyplot as plt
     import mlflow
 
@@ -146,7 +183,12 @@ def train_model(settings: Settings, family: str, dataset_uri: str, day: date) ->
     data = load_dataset(lake, dataset_uri)
     hp = getattr(settings.training, family)
     device = select_device(settings.device)
-    key = resume_key(family, day, dataset_uri)
+    key = resume_key(family, data, settings)
+    done = finished_run(settings, key)
+    if done:
+        log.info("%s for %s: MLflow run %s already trained this model on the same data with the same settings "
+                 "(resume_key %s); reusing it, not training again", family, day, done, key)
+        return done
     previous = unfinished_run(settings, key)
     with tempfile.TemporaryDirectory() as tmp, \
             mlflow.start_run(run_id=previous, run_name=None if previous else f"{family}-{day}") as run:

@@ -82,6 +82,12 @@ def test_rollback_restores_the_previous_champion_in_one_command(retail_env, caps
     assert aliases() == (v2, v1)  # the champion before v2 is the new previous
     tags = mlflow.MlflowClient().get_model_version(settings.model_name(FAMILY), v3).tags
     assert "by ops: stock-outs in store 12" in tags["rolled_back"]
+    # v3 was evaluated against v2, the champion again: a re-run of v3's DAG run must not undo
+    # the rollback, and re-running it twice records the refusal once
+    assert not registry.promote(settings, FAMILY, v3) and not registry.promote(settings, FAMILY, v3)
+    assert aliases() == (v2, v1)
+    refusals = [e for e in registry.history(settings, FAMILY) if e["event"] == "refused"]
+    assert len(refusals) == 1 and "rolled back" in refusals[0]["reason"]
     registry.rollback(settings, FAMILY, "again")
     assert aliases() == (v1, None)
     with pytest.raises(registry.PromotionError, match="no previous champion"):
