@@ -31,6 +31,41 @@ def retail_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+@pytest.fixture
+def tiny_training() -> dict[str, str]:
+    """Settings for the DAGs end to end in CI: small models that still pass their first gate,
+    on the CPU, and no task retries (a failure fails the test now, not after a retry delay)."""
+    return {
+        "RETAIL_TRAINING__SENTIMENT__MAX_TRAIN_ROWS": "600",
+        "RETAIL_TRAINING__SENTIMENT__MAX_LENGTH": "64",
+        "RETAIL_TRAINING__SENTIMENT__BATCH_SIZE": "8",
+        "RETAIL_TRAINING__FORECASTER__WINDOWS_PER_SERIES": "32",
+        "RETAIL_TRAINING__RECOMMENDER__BATCH_SIZE": "16",
+        "RETAIL_DEVICE": "cpu",
+        "RETAIL_TASK_RETRIES": "0",
+    }
+
+
+@pytest.fixture
+def tiny_sentiment_dataset(retail_env: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """64 real reviews to train on and 16 to hold out, dated 2026-10-03, with sizes for a
+    fine-tune in a subprocess: 2 epochs of 16 steps, a checkpoint every 3 steps. Returns
+    the dataset's lake URI."""
+    from pipeline.demo_data import load_reviews
+    from pipeline.lake import Lake
+
+    for key, value in {"EPOCHS": "2", "BATCH_SIZE": "4", "MAX_LENGTH": "32", "MAX_TRAIN_ROWS": "0"}.items():
+        monkeypatch.setenv(f"RETAIL_TRAINING__SENTIMENT__{key}", value)
+    monkeypatch.setenv("RETAIL_CHECKPOINT_EVERY_STEPS", "3")
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    reviews = load_reviews().sample(80, random_state=0).assign(created_at="2026-10-01")
+    lake = Lake((retail_env / "lake").as_uri())
+    dataset = lake.uri("datasets", "sentiment", "date=2026-10-03")
+    lake.write_parquet(f"{dataset}/train.parquet", reviews.iloc[:64])
+    lake.write_parquet(f"{dataset}/holdout.parquet", reviews.iloc[64:])
+    return dataset
+
+
 @pytest.fixture(scope="session")
 def airflow_db() -> Path:
     """A migrated Airflow metadata database (SQLite) for dag.test()."""

@@ -28,14 +28,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 
 BUCKET = "retail"
 START, DAYS = date(2026, 10, 1), 3
-TINY = {  # as in the end-to-end test: small models, so CI stays short
-    "RETAIL_TRAINING__SENTIMENT__MAX_TRAIN_ROWS": "600",
-    "RETAIL_TRAINING__SENTIMENT__MAX_LENGTH": "64",
-    "RETAIL_TRAINING__SENTIMENT__BATCH_SIZE": "8",
-    "RETAIL_TRAINING__FORECASTER__WINDOWS_PER_SERIES": "32",
-    "RETAIL_TRAINING__RECOMMENDER__BATCH_SIZE": "16",
-    "RETAIL_DEVICE": "cpu",
-    "RETAIL_TASK_RETRIES": "0",
+CLUSTER_SETTINGS = {
     # only the runs the test triggers: no scheduled run for today once a DAG is unpaused
     "RETAIL_INGEST_SCHEDULE": "0 0 1 1 *",
     "RETAIL_RETRAIN_CRON": "0 0 1 1 *",
@@ -58,7 +51,8 @@ def _clean_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "RETAIL_", "MLFLOW_"))}
 
 
-def test_celery_cluster_runs_the_dags_on_both_workers(tmp_path: Path, s3_endpoint: str, monkeypatch, capsys):
+def test_celery_cluster_runs_the_dags_on_both_workers(tmp_path: Path, s3_endpoint: str, tiny_training: dict,
+                                                       monkeypatch, capsys):
     import boto3
 
     secret = {name: f"{name}-{secrets.token_hex(12)}" for name in ("aws", "mlflow_admin", "mlflow_pipeline",
@@ -102,7 +96,7 @@ def test_celery_cluster_runs_the_dags_on_both_workers(tmp_path: Path, s3_endpoin
         from cryptography.fernet import Fernet
 
         env = {
-            **base, **TINY,
+            **base, **tiny_training, **CLUSTER_SETTINGS,
             "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
             "AIRFLOW_HOME": str(tmp_path / "airflow"),
             "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),

@@ -23,15 +23,6 @@ from pipeline.lake import Lake
 from pipeline.settings import load_settings
 
 START, DAYS = date(2026, 10, 1), 3
-TINY = {
-    "RETAIL_TRAINING__SENTIMENT__MAX_TRAIN_ROWS": "600",
-    "RETAIL_TRAINING__SENTIMENT__MAX_LENGTH": "64",
-    "RETAIL_TRAINING__SENTIMENT__BATCH_SIZE": "8",
-    "RETAIL_TRAINING__FORECASTER__WINDOWS_PER_SERIES": "32",
-    "RETAIL_TRAINING__RECOMMENDER__BATCH_SIZE": "16",
-    "RETAIL_DEVICE": "cpu",
-    "RETAIL_TASK_RETRIES": "0",  # a failure should fail the test now, not after a retry delay
-}
 
 pytestmark = pytest.mark.slow
 
@@ -96,8 +87,8 @@ def _serve_and_ask(model_uri: str, payload: dict) -> list[dict]:
         server.wait(timeout=30)
 
 
-def test_dags_run_end_to_end_on_real_data(retail_env, airflow_db, monkeypatch):
-    for key, value in TINY.items():
+def test_dags_run_end_to_end_on_real_data(retail_env, airflow_db, tiny_training, monkeypatch):
+    for key, value in tiny_training.items():
         monkeypatch.setenv(key, value)
     settings = load_settings()
     lake = Lake(settings.lake_uri)

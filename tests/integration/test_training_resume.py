@@ -13,10 +13,8 @@ from pathlib import Path
 import mlflow
 import torch
 
-from pipeline.demo_data import load_reviews
-from pipeline.lake import Lake
 
-DAY = "2026-10-03"
+DAY = "2026-10-03"  # the date of tiny_sentiment_dataset
 TRAIN_CODE = (
     "import logging, sys; logging.basicConfig(level=logging.INFO)\n"
     "from pipeline import steps\n"
@@ -24,17 +22,8 @@ TRAIN_CODE = (
 )
 
 
-def test_killed_training_resumes_at_its_checkpoint(retail_env: Path, monkeypatch):
-    # real reviews, tiny sizes: 2 epochs of 14 steps, a checkpoint every 3 steps
-    for key, value in {"EPOCHS": "2", "BATCH_SIZE": "4", "MAX_LENGTH": "32", "MAX_TRAIN_ROWS": "0"}.items():
-        monkeypatch.setenv(f"RETAIL_TRAINING__SENTIMENT__{key}", value)
-    monkeypatch.setenv("RETAIL_CHECKPOINT_EVERY_STEPS", "3")
-    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[2]))
-    reviews = load_reviews().sample(80, random_state=0).assign(created_at="2026-10-01")
-    lake = Lake((retail_env / "lake").as_uri())
-    dataset = lake.uri("datasets", "sentiment", f"date={DAY}")
-    lake.write_parquet(f"{dataset}/train.parquet", reviews.iloc[:64])
-    lake.write_parquet(f"{dataset}/holdout.parquet", reviews.iloc[64:])
+def test_killed_training_resumes_at_its_checkpoint(retail_env: Path, tiny_sentiment_dataset: str):
+    dataset = tiny_sentiment_dataset
 
     first = subprocess.Popen([sys.executable, "-c", TRAIN_CODE, dataset, DAY], env=os.environ.copy(),
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -13,7 +13,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import mlflow
 import pytest
@@ -21,8 +20,6 @@ from mlflow import MlflowClient
 
 from faults import Fault, FaultyProxy
 from pipeline import registry, steps
-from pipeline.demo_data import load_reviews
-from pipeline.lake import Lake
 from pipeline.settings import load_settings
 from pipeline.tracking import HTTP_ENV, TrackingServerUnavailable, configure_mlflow
 
@@ -63,21 +60,13 @@ def client(url: str) -> MlflowClient:
     return MlflowClient(tracking_uri=url, registry_uri=url)
 
 
-def test_training_outlives_the_server_and_resumes_in_the_same_run(retail_env, mlflow_server, quick_retries,
-                                                                    monkeypatch):
+def test_training_outlives_the_server_and_resumes_in_the_same_run(retail_env, tiny_sentiment_dataset, mlflow_server,
+                                                                    quick_retries, monkeypatch):
     """The server dies mid-training: the task fails naming the server once training needs
     MLflow again; with the server back, the retry continues the same run from the
     checkpoint and finishes it."""
     use_server(monkeypatch, mlflow_server.url)
-    for key, value in {"EPOCHS": "2", "BATCH_SIZE": "4", "MAX_LENGTH": "32", "MAX_TRAIN_ROWS": "0"}.items():
-        monkeypatch.setenv(f"RETAIL_TRAINING__SENTIMENT__{key}", value)
-    monkeypatch.setenv("RETAIL_CHECKPOINT_EVERY_STEPS", "3")
-    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[2]))
-    reviews = load_reviews().sample(80, random_state=0).assign(created_at="2026-10-01")
-    lake = Lake((retail_env / "lake").as_uri())
-    dataset = lake.uri("datasets", "sentiment", f"date={DAY}")
-    lake.write_parquet(f"{dataset}/train.parquet", reviews.iloc[:64])
-    lake.write_parquet(f"{dataset}/holdout.parquet", reviews.iloc[64:])
+    dataset = tiny_sentiment_dataset
 
     first = subprocess.Popen([sys.executable, "-c", TRAIN_CODE, dataset, DAY], env=os.environ.copy(),
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
