@@ -22,12 +22,12 @@ import torch
 
 from common import machine as machine_name  # noqa: E402 - also puts the project on sys.path
 from common import write_results  # noqa: E402
-from pipeline.datasets import sales_frame  # noqa: E402
-from pipeline.ingest.publish import read_validated  # noqa: E402
 from pipeline.lake import lake_from_settings  # noqa: E402
 from pipeline.registry import load_champion  # noqa: E402
+from pipeline.series import forecast_input  # noqa: E402
 from pipeline.settings import load_settings  # noqa: E402
 from pipeline.training.encoder import resolve_base_model  # noqa: E402
+from pipeline.validated import read_validated  # noqa: E402
 
 
 
@@ -67,13 +67,11 @@ def main() -> None:
 
     # series: the forecaster champion on every store x sku series, next `horizon` periods
     forecaster, version = load_champion(settings, "forecaster")
-    sales = sales_frame(read_validated(lake, "sales", day))
-    horizon = settings.training.forecaster.horizon
-    last = sales.groupby(["store_id", "sku"])["date"].max().reset_index()
-    future = pd.concat([last.assign(date=last["date"] + pd.Timedelta(weeks=h + 1)) for h in range(horizon)])
-    question = pd.concat([sales, future.assign(units=float("nan"), price=float("nan"), promo=0.0)], ignore_index=True)
+    meta = forecaster.unwrap_python_model().meta
+    question = forecast_input(read_validated(lake, "sales", day), horizon=meta.horizon, period_days=meta.period_days)
     seconds, _ = timed(forecaster.predict, question)
-    rows.append(("series forecast", f"forecaster champion v{version}, {horizon} periods each", len(last), seconds))
+    series = len(question[["store_id", "sku"]].drop_duplicates())
+    rows.append(("series forecast", f"forecaster champion v{version}, {meta.horizon} periods each", series, seconds))
 
     # customers: the recommender champion, the whole batch and one customer at a time
     recommender, version = load_champion(settings, "recommender")

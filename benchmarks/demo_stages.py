@@ -36,7 +36,8 @@ from typing import Any
 
 from common import ROOT, write_results  # noqa: E402 - also puts the project on sys.path
 from common import machine as machine_name  # noqa: E402
-from pipeline.assets import FAMILIES, FEEDS  # noqa: E402
+from pipeline.families import FAMILIES  # noqa: E402
+from pipeline.feeds import FEEDS  # noqa: E402
 
 TARGET_SHARE = 0.10
 UTC = datetime.timezone.utc

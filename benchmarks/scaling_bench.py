@@ -121,13 +121,14 @@ def run_train_forecaster(scale: float, workdir: Path, epochs: int) -> dict:
 
 
 def run_score_forecaster(scale: float, workdir: Path, epochs: int) -> dict:
+    from pipeline.datasets import sales_question
     from pipeline.training import forecaster
 
     folder = workdir / f"forecaster-{scale:g}"
     if not folder.exists():
         raise SystemExit(f"no model at {folder}: score_forecaster runs after train_forecaster")
     data = forecaster_data(scale)
-    question = forecaster.model_input(data)
+    question = sales_question(data)
     model = forecaster.ForecasterModel()
     start = time.perf_counter()
     model.load_context(types.SimpleNamespace(artifacts={"model_dir": str(folder)}))

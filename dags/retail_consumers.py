@@ -22,41 +22,46 @@ from airflow.sdk import Asset, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 from pipeline import steps
-from pipeline.alerts import failure_callbacks
-from pipeline.assets import FAMILIES, champion_asset
+from pipeline.assets import RUN_DAY, champion_asset, default_args
+from pipeline.families import FAMILIES
 from pipeline.settings import load_settings
 
 settings = load_settings()
-# Asset-triggered runs have no logical date: they work on the day the run was due.
-RUN_DAY = "{{ (dag_run.logical_date or dag_run.run_after) | ds }}"
-CHAMPION = {family: Asset(champion_asset(family)) for family in FAMILIES}
-CONSUMERS = {"inventory_plan": "forecaster", "recommendations": "recommender", "review_insights": "sentiment"}
+# each consumer's step; the family whose champion it uses is in its record (pipeline/families.py)
+CONSUMER_STEPS = {
+    "inventory_plan": steps.inventory_plan,
+    "recommendations": steps.recommendations,
+    "review_insights": steps.review_insights,
+}
+
+
+# none_failed: recommendations wait for the review insights (to demote poorly
+# reviewed items) but still run when there is no sentiment champion to score with
+@task(trigger_rule="none_failed")
+def run_consumer(consumer: str, day: str) -> str:
+    try:
+        return CONSUMER_STEPS[consumer](day)
+    except LookupError as exc:  # no champion for this family yet
+        raise AirflowSkipException(str(exc)) from exc
 
 
 @dag(
     dag_id="retail_consumers",
-    schedule=CHAMPION["forecaster"] | CHAMPION["recommender"] | CHAMPION["sentiment"],
+    schedule=Asset(champion_asset("forecaster")) | Asset(champion_asset("recommender"))
+    | Asset(champion_asset("sentiment")),
     start_date=pendulum.parse(settings.start_date),
     catchup=False,
     doc_md=__doc__,
     tags=["retail", "consumer"],
-    default_args={"retries": settings.task_retries, "on_failure_callback": failure_callbacks(settings)},
+    default_args=default_args(settings),
 )
 def retail_consumers() -> None:
-    tasks = {}
-    for consumer, family in CONSUMERS.items():
-
-        # none_failed: recommendations wait for the review insights (to demote poorly
-        # reviewed items) but still run when there is no sentiment champion to score with
-        @task(task_id=consumer, trigger_rule="none_failed",
-              doc_md=f"Run **{consumer}** with the current {family} champion.")
-        def run_consumer(day: str, consumer: str = consumer) -> str:
-            try:
-                return getattr(steps, consumer)(day)
-            except LookupError as exc:  # no champion for this family yet
-                raise AirflowSkipException(str(exc)) from exc
-
-        tasks[consumer] = run_consumer(RUN_DAY)
+    tasks = {
+        family.consumer: run_consumer.override(
+            task_id=family.consumer, doc_md=f"Run **{family.consumer}** with the current {name} champion.",
+        )(family.consumer, RUN_DAY)
+        for name, family in FAMILIES.items()
+    }
     tasks["review_insights"] >> tasks["recommendations"]
 
 

@@ -27,12 +27,45 @@ from airflow.sdk import Asset, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 from pipeline import steps
-from pipeline.assets import FEEDS, validated_asset
-from pipeline.alerts import failure_callbacks
+from pipeline.assets import default_args, validated_asset
+from pipeline.feeds import FEEDS
 from pipeline.settings import load_settings
 
 settings = load_settings()
-VALIDATED = {feed: Asset(validated_asset(feed)) for feed in FEEDS}
+
+
+@task
+def land(feed: str, ds: str | None = None) -> str:
+    from pipeline.ingest.land import NoDrop
+
+    try:
+        return steps.land(feed, ds)
+    except NoDrop as exc:
+        raise AirflowSkipException(str(exc)) from exc
+
+
+@task
+def validate(manifest_uri: str, feed: str, ds: str | None = None) -> str:
+    return steps.validate(feed, ds)
+
+
+# all_done: runs whatever happened to the catalog; skips itself when nothing was published
+@task(trigger_rule="all_done")
+def check(feed: str, ds: str | None = None) -> str:
+    from pipeline.ingest.quality import NothingPublished
+
+    try:
+        return steps.check_quality(feed, ds)
+    except NothingPublished as exc:
+        raise AirflowSkipException(str(exc)) from exc
+
+
+# none_failed: runs when every feed was published or skipped; a failed validate fails
+# this task too, and so the DAG run (the checks, all_done, would otherwise hide it)
+@task(trigger_rule="none_failed",
+      doc_md="The day's table: per feed, rows in, published and quarantined, and the report address.")
+def summary(ds: str | None = None) -> dict:
+    return steps.ingest_summary(ds)
 
 
 @dag(
@@ -42,53 +75,24 @@ VALIDATED = {feed: Asset(validated_asset(feed)) for feed in FEEDS}
     catchup=False,
     doc_md=__doc__,
     tags=["retail", "ingest"],
-    default_args={"retries": settings.task_retries, "retry_delay": pendulum.duration(minutes=2),
-                  "on_failure_callback": failure_callbacks(settings)},
+    default_args=default_args(settings, retry_minutes=2),
 )
 def retail_ingest() -> None:
-    validated = {}
-    checks = {}
+    validated, checks = {}, {}
     for feed in FEEDS:
-
-        @task(task_id=f"land_{feed}", doc_md=f"Copy the day's **{feed}** drop into the raw zone with a manifest.")
-        def land(feed: str = feed, ds: str | None = None) -> str:
-            from pipeline.ingest.land import NoDrop
-
-            try:
-                return steps.land(feed, ds)
-            except NoDrop as exc:
-                raise AirflowSkipException(str(exc)) from exc
-
-        @task(task_id=f"validate_{feed}",
-              doc_md=f"Validate the **{feed}** drop; publish good rows, quarantine bad rows; returns the report URI.")
-        def validate(manifest_uri: str, feed: str = feed, ds: str | None = None) -> str:
-            return steps.validate(feed, ds)
-
-        # all_done: runs whatever happened to the catalog; skips itself when nothing was published
-        @task(task_id=f"check_{feed}", outlets=[VALIDATED[feed]], trigger_rule="all_done",
-              doc_md=f"Drift of the **{feed}** drop against the previous window; unknown skus; holds.")
-        def check(feed: str = feed, ds: str | None = None) -> str:
-            from pipeline.ingest.quality import NothingPublished
-
-            try:
-                return steps.check_quality(feed, ds)
-            except NothingPublished as exc:
-                raise AirflowSkipException(str(exc)) from exc
-
-        validated[feed] = validate(land())
-        checks[feed] = check()
+        manifest = land.override(
+            task_id=f"land_{feed}", doc_md=f"Copy the day's **{feed}** drop into the raw zone with a manifest.")(feed)
+        validated[feed] = validate.override(
+            task_id=f"validate_{feed}",
+            doc_md=f"Validate the **{feed}** drop; publish good rows, quarantine bad rows; returns the report URI.",
+        )(manifest, feed)
+        checks[feed] = check.override(
+            task_id=f"check_{feed}", outlets=[Asset(validated_asset(feed))],
+            doc_md=f"Drift of the **{feed}** drop against the previous window; unknown skus; holds.")(feed)
         validated[feed] >> checks[feed]
     for feed in FEEDS:  # unknown skus are judged against the catalog of the same day
         if feed != "catalog":
             validated["catalog"] >> checks[feed]
-
-    # none_failed: runs when every feed was published or skipped; a failed validate fails
-    # this task too, and so the DAG run (the checks, all_done, would otherwise hide it)
-    @task(task_id="summary", trigger_rule="none_failed",
-          doc_md="The day's table: per feed, rows in, published and quarantined, and the report address.")
-    def summary(ds: str | None = None) -> dict:
-        return steps.ingest_summary(ds)
-
     [*validated.values(), *checks.values()] >> summary()
 
 

@@ -35,23 +35,77 @@ from airflow.sdk import (
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from pipeline import steps
-from pipeline.assets import FAMILIES, FEEDS, champion_asset, validated_asset
+from pipeline.assets import RUN_DAY, champion_asset, default_args, validated_asset
 from pipeline.executors import gpu_executor_config
-from pipeline.alerts import failure_callbacks
+from pipeline.families import FAMILIES
 from pipeline.settings import load_settings
 
 settings = load_settings()
-# Asset-triggered runs have no logical date: they work on the day the run was due.
-RUN_DAY = "{{ (dag_run.logical_date or dag_run.run_after) | ds }}"
-VALIDATED = {feed: Asset(validated_asset(feed)) for feed in FEEDS}
-CHAMPION = {family: Asset(champion_asset(family)) for family in FAMILIES}
+
+
+@task(doc_md="Train and holdout sets from validated partitions. Fails without retrying while "
+             "severe drift on the family's feeds is not acknowledged (`python -m pipeline data holds`).")
+def build_dataset(family: str, day: str) -> str:
+    from pipeline.ingest.quality import RetrainingHeld
+
+    try:
+        return steps.build_dataset(family, day)
+    except RetrainingHeld as exc:  # waiting for a person: retrying would not help
+        raise AirflowFailException(str(exc)) from exc
+
+
+@task(queue=settings.gpu_queue, pool=settings.gpu_pool, executor_config=gpu_executor_config(settings),
+      doc_md="Fine-tune the model on the GPU queue and pool (CPU when there is no GPU); "
+             "checkpoints as it goes, and a retry resumes from the last one. Returns the MLflow run id.")
+def fine_tune(family: str, dataset_uri: str, day: str) -> str:
+    return steps.fine_tune(family, dataset_uri, day)
+
+
+@task(doc_md="Score challenger, champion and baseline on the holdout.")
+def evaluate(family: str, dataset_uri: str, mlflow_run_id: str) -> str:
+    return steps.evaluate(family, dataset_uri, mlflow_run_id)
+
+
+@task(doc_md="Apply the gate rules; log the decision and every reason.")
+def gate(family: str, mlflow_run_id: str) -> dict:
+    return steps.gate(family, mlflow_run_id)
+
+
+@task(doc_md="Register the challenger with its gate decision.")
+def register(family: str, mlflow_run_id: str, decision: dict) -> str:
+    return steps.register(family, mlflow_run_id, decision)
+
+
+@task.sensor(mode="reschedule", poke_interval=60, timeout=settings.gate.approval_timeout_hours * 3600,
+             doc_md="With `gate.approval: manual`, waits until someone approves or rejects the version "
+                    "(`python -m pipeline models approve <family> <version> --reason ...`, after reading "
+                    "the gate report in the MLflow run). Passes at once in auto mode or when the gate failed.")
+def approve(family: str, version: str, decision: dict) -> PokeReturnValue:
+    state = steps.approval(family, version, decision["passed"])
+    if state == "rejected":
+        raise AirflowSkipException(f"{family} version {version} was rejected at approval")
+    if state == "waiting":
+        print(f"waiting for approval of {family} version {version}; gate report: "
+              f"evaluation/gate_report.md in its MLflow run. Approve with: python -m pipeline models "
+              f"approve {family} {version} --reason '...' (or --reject)")
+    return PokeReturnValue(is_done=state != "waiting", xcom_value=state)
+
+
+@task(doc_md="Move the `champion` alias when the gate passed (and, in manual mode, a person approved) "
+             "and the champion has not moved since evaluation; skip otherwise.")
+def promote(family: str, version: str, approval: str) -> str:
+    if not steps.promote(family, version):
+        raise AirflowSkipException(f"{family} version {version} not promoted (see the log and "
+                                   "`python -m pipeline models history`)")
+    return version
 
 
 @dag(
     dag_id="retail_retrain",
     schedule=AssetOrTimeSchedule(
         timetable=CronTriggerTimetable(settings.retrain_cron, timezone="UTC"),
-        assets=VALIDATED["sales"] & VALIDATED["reviews"] & VALIDATED["interactions"],
+        assets=Asset(validated_asset("sales")) & Asset(validated_asset("reviews"))
+        & Asset(validated_asset("interactions")),
     ),
     start_date=pendulum.parse(settings.start_date),
     catchup=False,
@@ -59,8 +113,7 @@ CHAMPION = {family: Asset(champion_asset(family)) for family in FAMILIES}
     max_active_tasks=settings.max_parallel_training,
     doc_md=__doc__,
     tags=["retail", "training"],
-    default_args={"retries": settings.task_retries, "retry_delay": pendulum.duration(minutes=5),
-                  "on_failure_callback": failure_callbacks(settings)},
+    default_args=default_args(settings, retry_minutes=5),
     deadline=DeadlineAlert(
         reference=DeadlineReference.DAGRUN_QUEUED_AT,
         interval=timedelta(hours=settings.retrain_deadline_hours),  # serialisable, unlike pendulum's
@@ -70,66 +123,13 @@ CHAMPION = {family: Asset(champion_asset(family)) for family in FAMILIES}
 )
 def retail_retrain() -> None:
     for family in FAMILIES:
-
-        @task(task_id=f"build_dataset_{family}",
-              doc_md="Train and holdout sets from validated partitions. Fails without retrying while "
-                     "severe drift on the family's feeds is not acknowledged (`python -m pipeline data holds`).")
-        def build_dataset(day: str, family: str = family) -> str:
-            from pipeline.ingest.quality import RetrainingHeld
-
-            try:
-                return steps.build_dataset(family, day)
-            except RetrainingHeld as exc:  # waiting for a person: retrying would not help
-                raise AirflowFailException(str(exc)) from exc
-
-        @task(task_id=f"fine_tune_{family}", queue=settings.gpu_queue, pool=settings.gpu_pool,
-              executor_config=gpu_executor_config(settings),
-              doc_md="Fine-tune the model on the GPU queue and pool (CPU when there is no GPU); "
-                     "checkpoints as it goes, and a retry resumes from the last one. Returns the MLflow run id.")
-        def fine_tune(dataset_uri: str, day: str, family: str = family) -> str:
-            return steps.fine_tune(family, dataset_uri, day)
-
-        @task(task_id=f"evaluate_{family}", doc_md="Score challenger, champion and baseline on the holdout.")
-        def evaluate(dataset_uri: str, mlflow_run_id: str, family: str = family) -> str:
-            return steps.evaluate(family, dataset_uri, mlflow_run_id)
-
-        @task(task_id=f"gate_{family}", doc_md="Apply the gate rules; log the decision and every reason.")
-        def gate(mlflow_run_id: str, family: str = family) -> dict:
-            return steps.gate(family, mlflow_run_id)
-
-        @task(task_id=f"register_{family}", doc_md="Register the challenger with its gate decision.")
-        def register(mlflow_run_id: str, decision: dict, family: str = family) -> str:
-            return steps.register(family, mlflow_run_id, decision)
-
-        @task.sensor(task_id=f"approve_{family}", mode="reschedule", poke_interval=60,
-                     timeout=settings.gate.approval_timeout_hours * 3600,
-                     doc_md="With `gate.approval: manual`, waits until someone approves or rejects the version "
-                            "(`python -m pipeline models approve <family> <version> --reason ...`, after reading "
-                            "the gate report in the MLflow run). Passes at once in auto mode or when the gate failed.")
-        def approve(version: str, decision: dict, family: str = family) -> PokeReturnValue:
-            state = steps.approval(family, version, decision["passed"])
-            if state == "rejected":
-                raise AirflowSkipException(f"{family} version {version} was rejected at approval")
-            if state == "waiting":
-                print(f"waiting for approval of {family} version {version}; gate report: "
-                      f"evaluation/gate_report.md in its MLflow run. Approve with: python -m pipeline models "
-                      f"approve {family} {version} --reason '...' (or --reject)")
-            return PokeReturnValue(is_done=state != "waiting", xcom_value=state)
-
-        @task(task_id=f"promote_{family}", outlets=[CHAMPION[family]],
-              doc_md="Move the `champion` alias when the gate passed (and, in manual mode, a person approved) "
-                     "and the champion has not moved since evaluation; skip otherwise.")
-        def promote(version: str, approval: str, family: str = family) -> str:
-            if not steps.promote(family, version):
-                raise AirflowSkipException(f"{family} version {version} not promoted (see the log and "
-                                           "`python -m pipeline models history`)")
-            return version
-
-        dataset = build_dataset(RUN_DAY)
-        evaluated = evaluate(dataset, fine_tune(dataset, RUN_DAY))
-        decision = gate(evaluated)
-        version = register(evaluated, decision)
-        promote(version, approve(version, decision))
+        dataset = build_dataset.override(task_id=f"build_dataset_{family}")(family, RUN_DAY)
+        run_id = fine_tune.override(task_id=f"fine_tune_{family}")(family, dataset, RUN_DAY)
+        evaluated = evaluate.override(task_id=f"evaluate_{family}")(family, dataset, run_id)
+        decision = gate.override(task_id=f"gate_{family}")(family, evaluated)
+        version = register.override(task_id=f"register_{family}")(family, evaluated, decision)
+        approval = approve.override(task_id=f"approve_{family}")(family, version, decision)
+        promote.override(task_id=f"promote_{family}", outlets=[Asset(champion_asset(family))])(family, version, approval)
 
 
 retail_retrain()

@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _models(settings, args: argparse.Namespace) -> int:  # noqa: ANN001 - Settings
     from pipeline import registry
-    from pipeline.assets import FAMILIES
+    from pipeline.families import FAMILIES
     from pipeline.report import fmt_metric, model_rows
 
     if args.action == "status":

@@ -26,12 +26,13 @@ def _safe(part: str) -> str:
 
 def write_alert(settings: Settings, kind: str, dag_id: str, run_id: str, task_id: str, message: str,
                 details: Mapping[str, Any] | None = None) -> str:
-    from pipeline.lake import lake_from_settings  # pandas: not at DAG parse time
+    from pipeline import zones  # pandas (through the lake): not at DAG parse time
+    from pipeline.lake import lake_from_settings
 
     lake = lake_from_settings(settings)
     alert = {"kind": kind, "dag_id": dag_id, "run_id": run_id, "task_id": task_id, "message": message,
              **(details or {})}
-    uri = lake.write_json(lake.uri("alerts", _safe(dag_id), _safe(run_id), f"{_safe(task_id)}.json"), alert)
+    uri = lake.write_json(zones.alert(lake, _safe(dag_id), _safe(run_id), _safe(task_id)), alert)
     log.error("ALERT %s: %s.%s (run %s): %s -> %s", kind, dag_id, task_id, run_id, message, uri)
     return uri
 

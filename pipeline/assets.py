@@ -1,11 +1,16 @@
-"""Names of the Airflow Assets that link the DAGs (plain strings: no Airflow import here)."""
+"""What the DAG files share, as plain values (no Airflow import here): the names of the
+Assets that link the DAGs, the day a run works on, and the tasks' default arguments."""
 
 from __future__ import annotations
 
-FEEDS = ("sales", "reviews", "interactions", "catalog", "stock")
-FAMILIES = ("sentiment", "forecaster", "recommender")
-# the feeds each model family is trained on (a hold on one of them holds its retraining)
-FAMILY_FEEDS = {"sentiment": ("reviews",), "forecaster": ("sales",), "recommender": ("interactions", "catalog")}
+from datetime import timedelta
+from typing import Any
+
+from pipeline.alerts import failure_callbacks
+from pipeline.settings import Settings
+
+# Asset-triggered runs have no logical date: they work on the day the run was due.
+RUN_DAY = "{{ (dag_run.logical_date or dag_run.run_after) | ds }}"
 
 
 def validated_asset(feed: str) -> str:
@@ -16,3 +21,11 @@ def validated_asset(feed: str) -> str:
 def champion_asset(family: str) -> str:
     """Updated each time a family's champion alias moves."""
     return f"retail://champion/{family}"
+
+
+def default_args(settings: Settings, retry_minutes: float | None = None) -> dict[str, Any]:
+    """Retries (``task_retries``, ``retry_minutes`` apart) and the failure alerts."""
+    args: dict[str, Any] = {"retries": settings.task_retries, "on_failure_callback": failure_callbacks(settings)}
+    if retry_minutes is not None:
+        args["retry_delay"] = timedelta(minutes=retry_minutes)
+    return args

@@ -1,4 +1,5 @@
-"""Training and holdout sets for each model family, built from validated partitions.
+"""Training and holdout sets for each model family, built from validated partitions, and
+the question each family's models are asked about the holdout.
 
 Splits are by time so a model is always judged on what came after what it learned from:
 - sentiment: labelled reviews, the latest ``holdout_fraction`` by ``created_at`` held out;
@@ -14,10 +15,12 @@ from datetime import date
 
 import pandas as pd
 
-from pipeline.assets import FAMILY_FEEDS
-from pipeline.ingest.publish import partition_lineage, read_validated
+from pipeline import zones
+from pipeline.families import get_family
 from pipeline.lake import Lake
-from pipeline.settings import TrainingSettings
+from pipeline.series import forecast_input, sales_frame
+from pipeline.settings import ForecasterTraining, RecommenderTraining, SentimentTraining, TrainingSettings
+from pipeline.validated import partition_lineage, read_latest
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +43,6 @@ def split_reviews(reviews: pd.DataFrame, holdout_fraction: float, max_train_rows
     if max_train_rows and len(train) > max_train_rows:
         train = train.iloc[-max_train_rows:]  # the most recent rows
     return FamilyData(train.reset_index(drop=True), holdout.reset_index(drop=True))
-
-
-def sales_frame(sales: pd.DataFrame) -> pd.DataFrame:
-    """The forecaster's columns, numbers as float64: a model's signature then accepts
-    missing prices and promo flags, which nullable integer columns would not carry."""
-    frame = sales[["store_id", "sku", "date", "units", "price", "promo"]].copy()
-    frame["date"] = pd.to_datetime(frame["date"])
-    return frame.astype({"units": "float64", "price": "float64", "promo": "float64"})
 
 
 def split_sales(sales: pd.DataFrame, horizon: int, min_train_periods: int, max_series: int = 0) -> FamilyData:
@@ -82,38 +77,60 @@ def split_interactions(interactions: pd.DataFrame, catalog: pd.DataFrame, min_hi
     )
 
 
-def _latest_by_key(frame: pd.DataFrame, key: list[str]) -> pd.DataFrame:
-    """A later partition replaces an earlier row with the same key (re-sent or corrected)."""
-    return frame.sort_values("_partition", kind="stable").drop_duplicates(key, keep="last")
+# ------------------------------------------------------------------ dataset builders
+# ``build(frames, hp) -> FamilyData``: ``frames`` holds each of the family's feeds (the
+# latest validated row per key), ``hp`` the family's training settings.
 
 
-def dataset_folder(lake: Lake, family: str, day: date) -> str:
-    return lake.uri("datasets", family, f"date={day.isoformat()}")
+def reviews_dataset(frames: dict[str, pd.DataFrame], hp: SentimentTraining) -> FamilyData:
+    return split_reviews(frames["reviews"], hp.holdout_fraction, hp.max_train_rows)
+
+
+def sales_dataset(frames: dict[str, pd.DataFrame], hp: ForecasterTraining) -> FamilyData:
+    return split_sales(frames["sales"], hp.horizon, hp.context_length, hp.max_series)
+
+
+def interactions_dataset(frames: dict[str, pd.DataFrame], hp: RecommenderTraining) -> FamilyData:
+    return split_interactions(frames["interactions"], frames["catalog"])
+
+
+# ------------------------------------------------------------------ questions
+# ``question(data) -> model input``: what every model of the family (challenger, champion)
+# is asked about the holdout; the logged input example is cut from it too.
+
+
+def review_question(data: FamilyData) -> pd.DataFrame:
+    return data.holdout[["text"]].reset_index(drop=True)
+
+
+def sales_question(data: FamilyData) -> pd.DataFrame:
+    """The train rows, then the holdout periods with their real price and promo, units empty."""
+    return forecast_input(data.train, data.holdout)
+
+
+def interaction_question(data: FamilyData) -> pd.DataFrame:
+    """Train history of exactly the customers in the holdout."""
+    customers = set(data.holdout["customer_id"])
+    rows = data.train[data.train["customer_id"].isin(customers)]
+    return rows[["customer_id", "sku", "timestamp"]].reset_index(drop=True)
+
+
+# ------------------------------------------------------------------ the lake
 
 
 def build_dataset(lake: Lake, family: str, day: date, training: TrainingSettings) -> str:
     """Build ``family``'s train/holdout sets from validated data up to ``day``; return the folder URI."""
-    if family == "sentiment":
-        hp = training.sentiment
-        reviews = _latest_by_key(read_validated(lake, "reviews", day), ["review_id"])
-        data = split_reviews(reviews, hp.holdout_fraction, hp.max_train_rows)
-    elif family == "forecaster":
-        hp_f = training.forecaster
-        sales = _latest_by_key(read_validated(lake, "sales", day), ["date", "store_id", "sku"])
-        data = split_sales(sales, hp_f.horizon, hp_f.context_length, hp_f.max_series)
-    elif family == "recommender":
-        catalog = _latest_by_key(read_validated(lake, "catalog", day), ["sku"])
-        data = split_interactions(read_validated(lake, "interactions", day), catalog)
-    else:
-        raise ValueError(f"unknown model family {family!r}")
+    record = get_family(family)
+    frames = {feed: read_latest(lake, feed, day) for feed in record.feeds}
+    data = record.function("build")(frames, getattr(training, family))
     if data.train.empty or data.holdout.empty:
         raise ValueError(f"{family}: not enough validated data up to {day} to train and hold out")
-    folder = dataset_folder(lake, family, day)
+    folder = zones.dataset_folder(lake, family, day)
     lake.write_parquet(f"{folder}/train.parquet", data.train)
     lake.write_parquet(f"{folder}/holdout.parquet", data.holdout)
     if data.catalog is not None:
         lake.write_parquet(f"{folder}/catalog.parquet", data.catalog)
-    lineage = [entry for feed in FAMILY_FEEDS[family] for entry in partition_lineage(lake, feed, day)]
+    lineage = [entry for feed in record.feeds for entry in partition_lineage(lake, feed, day)]
     lake.write_json(f"{folder}/lineage.json", lineage)
     log.info("%s dataset for %s: %d train rows, %d holdout rows -> %s",
              family, day, len(data.train), len(data.holdout), folder)

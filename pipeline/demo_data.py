@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline import zones
 from pipeline.lake import Lake
 from pipeline.settings import PROJECT_ROOT
 
@@ -175,8 +176,9 @@ def write_demo_drops(
          "brand": [name.rsplit(" ", 2)[0] for name in OJ_BRANDS.values()]}
     )
     catalog = pd.concat([catalog, oj], ignore_index=True)
-    landing.delete_prefix(landing.uri("catalog", start.isoformat()))
-    landing.write_bytes(landing.uri("catalog", start.isoformat(), "catalog.csv"), catalog.to_csv(index=False).encode())
+    folder = zones.landing_folder(landing, "catalog", start)
+    landing.delete_prefix(folder)
+    landing.write_bytes(f"{folder}/catalog.csv", catalog.to_csv(index=False).encode())
     written["catalog"] = len(catalog)
     log.info("demo drops written to %s for %s..%s: %s", landing.root, start, last, written)
     return written
@@ -192,7 +194,7 @@ def _write_by_day(
     for i, drop_day in enumerate(drop_days):
         mask = (day <= drop_day) if i == 0 else (day == drop_day)
         part = frame[mask.to_numpy()]
-        folder = landing.uri(feed, drop_day.isoformat())
+        folder = zones.landing_folder(landing, feed, drop_day)
         landing.delete_prefix(folder)
         if part.empty:
             continue

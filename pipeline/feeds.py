@@ -1,4 +1,4 @@
-"""The feed contract (see README, "Bring your own data"): columns, types, rules, keys."""
+"""The feed contract (see docs/data.md): columns, types, rules, keys."""
 
 from __future__ import annotations
 

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
+from pipeline import zones
 from pipeline.lake import Lake, lake_from_settings
 from pipeline.settings import Settings
 from pipeline.tracking import configure_mlflow
@@ -68,20 +69,20 @@ def record_event(lake: Lake, family: str, event: dict[str, Any]) -> dict[str, An
     """Append one event to the family's history (a new object; nothing is rewritten)."""
     event = {"family": family, "at": _now(), **event}
     stamp = event["at"].replace(":", "").replace("+", "Z")
-    lake.write_json(lake.uri("registry", "history", family, f"{stamp}-{event['event']}-v{event.get('version')}.json"), event)
+    lake.write_json(zones.history_event(lake, family, stamp, event["event"], event.get("version")), event)
     return event
 
 
 def history(settings: Settings, family: str) -> list[dict[str, Any]]:
     """The family's events, oldest first."""
     lake = lake_from_settings(settings)
-    return [lake.read_json(u) for u in lake.list(lake.uri("registry", "history", family))]
+    return [lake.read_json(u) for u in lake.list(zones.history_folder(lake, family))]
 
 
 @contextlib.contextmanager
 def registry_lock(lake: Lake, family: str, timeout: float = 60.0) -> Iterator[None]:
     """One alias change at a time per family, across processes and machines."""
-    uri = lake.uri("registry", "locks", f"{family}.lock")
+    uri = zones.promotion_lock(lake, family)
     deadline = time.monotonic() + timeout
     while not lake.create_exclusive(uri, json.dumps({"at": time.time(), "by": getpass.getuser()}).encode()):
         try:
@@ -139,15 +140,22 @@ def register(settings: Settings, family: str, run_id: str, decision: dict) -> st
 # ------------------------------------------------------------------ approve
 
 
-def approval_uri(lake: Lake, family: str, version: str) -> str:
-    return lake.uri("registry", "approvals", family, f"v{version}.json")
-
-
 def approval_state(settings: Settings, family: str, version: str) -> str | None:
     """'approved', 'rejected', or None while nobody has decided."""
     lake = lake_from_settings(settings)
-    uri = approval_uri(lake, family, version)
+    uri = zones.approval(lake, family, version)
     return lake.read_json(uri)["decision"] if lake.exists(uri) else None
+
+
+def approval_for_promotion(settings: Settings, family: str, version: str, gate_passed: bool) -> str:
+    """Where the version stands before promotion: 'not_needed' (gate failed: nothing to
+    approve), 'auto' (``gate.approval: auto``), or the manual state: 'approved',
+    'rejected' or 'waiting'."""
+    if not gate_passed:
+        return "not_needed"
+    if settings.gate.approval == "auto":
+        return "auto"
+    return approval_state(settings, family, version) or "waiting"
 
 
 def approve(settings: Settings, family: str, version: str, approved: bool, reason: str, by: str | None = None) -> dict:
@@ -161,7 +169,7 @@ def approve(settings: Settings, family: str, version: str, approved: bool, reaso
     decision = "approved" if approved else "rejected"
     event = record_event(lake, family, {"event": decision, "model": name, "version": version,
                                         "run_id": tags.get("run_id"), "by": by or getpass.getuser(), "reason": reason})
-    lake.write_json(approval_uri(lake, family, version), {**event, "decision": decision})
+    lake.write_json(zones.approval(lake, family, version), {**event, "decision": decision})
     _client().set_model_version_tag(name, version, "approval", f"{decision} by {event['by']}: {reason}"[:5000])
     log.info("%s version %s %s by %s: %s", name, version, decision, event["by"], reason)
     return event

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from datetime import date
 
-from pipeline.assets import FAMILIES
-from pipeline.consumers.outputs import output_folder
+from pipeline import zones
 from pipeline.evaluation.report import fmt_metric
+from pipeline.families import FAMILIES
 from pipeline.lake import lake_from_settings
 from pipeline.settings import Settings
 from pipeline.tracking import configure_mlflow
-
-CONSUMERS = ("inventory_plan", "recommendations", "review_insights")
 
 
 def model_rows(settings: Settings) -> list[dict]:
@@ -21,9 +19,9 @@ def model_rows(settings: Settings) -> list[dict]:
     configure_mlflow(settings)
     client = MlflowClient()
     rows = []
-    for family in FAMILIES:
+    for family, record in FAMILIES.items():
         name = settings.model_name(family)
-        metric = settings.gate.primary_metric[family]
+        metric = record.primary_metric
         for found in client.search_model_versions(f"name='{name}'"):
             mv = client.get_model_version(name, found.version)  # search results leave out aliases
             metrics = client.get_run(mv.run_id).data.metrics
@@ -47,8 +45,8 @@ def render_summary(settings: Settings, day: date) -> str:
         )
     lake = lake_from_settings(settings)
     lines.append(f"Consumer outputs for {day}:")
-    for consumer in CONSUMERS:
-        files = lake.list(output_folder(lake, consumer, day))
+    for consumer in sorted(record.consumer for record in FAMILIES.values()):
+        files = lake.list(zones.output_folder(lake, consumer, day))
         lines.append(f"  {consumer}: " + (", ".join(files) if files else "none"))
     lines.append(f"MLflow: {settings.mlflow_tracking_uri}   lake: {settings.lake_uri}")
     return "\n".join(lines)

@@ -22,7 +22,6 @@ from pydantic_settings import (
 )
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-Family = Literal["sentiment", "forecaster", "recommender"]
 
 
 class SentimentTraining(BaseModel):
@@ -96,16 +95,12 @@ class SliceRule(BaseModel):
 
 
 class GateSettings(BaseModel):
-    """Gate rules as data; metric names are those written by the evaluation step.
+    """Gate rules as data; metric names are those written by the evaluation step (each
+    family's primary metric is in its record, :mod:`pipeline.families`).
 
     ``minimums``/``maximums`` apply to the challenger; a name ending in ``*`` applies to
     every metric with that prefix (``recall_*``: the recall of each class)."""
 
-    primary_metric: dict[str, str] = {
-        "sentiment": "macro_f1",
-        "forecaster": "wape",
-        "recommender": "ndcg_at_10",
-    }
     minimums: dict[str, dict[str, float]] = {
         "sentiment": {"accuracy": 0.70, "macro_f1": 0.60, "recall_*": 0.30},
         "forecaster": {},

@@ -35,23 +35,15 @@ def _tracking_step(step: Callable[P, R]) -> Callable[P, R]:
     return run
 
 
-class MissingDrop(Exception):
-    """No drop for a feed and date while settings say ``ingest.missing_drop: fail``."""
-
-
 def land(feed: str, logical_date: str) -> str:
     """Copy the day's drop into the raw zone. Without a drop: NoDrop (a skip) or
     MissingDrop (a failure), as ``ingest.missing_drop`` says."""
-    from pipeline.ingest.land import NoDrop, land_drop
+    from pipeline.ingest.land import land_drop
     from pipeline.lake import lake_from_settings, landing_lake
 
     settings = load_settings()
-    try:
-        return land_drop(landing_lake(settings), lake_from_settings(settings), feed, _day(logical_date))
-    except NoDrop as exc:
-        if settings.ingest.missing_drop == "fail":
-            raise MissingDrop(f"{exc} (settings: ingest.missing_drop=fail)") from exc
-        raise
+    return land_drop(landing_lake(settings), lake_from_settings(settings), feed, _day(logical_date),
+                     settings.ingest.missing_drop)
 
 
 def validate(feed: str, logical_date: str) -> str:
@@ -85,14 +77,14 @@ def check_quality(feed: str, logical_date: str) -> str:
 def build_dataset(family: str, logical_date: str) -> str:
     """Train and holdout sets; raises RetrainingHeld while severe drift on the family's
     feeds is not acknowledged."""
-    from pipeline.assets import FAMILY_FEEDS
     from pipeline.datasets import build_dataset as build
+    from pipeline.families import get_family
     from pipeline.ingest.quality import ensure_not_held
     from pipeline.lake import lake_from_settings
 
     settings = load_settings()
     lake = lake_from_settings(settings)
-    ensure_not_held(lake, FAMILY_FEEDS[family], _day(logical_date))
+    ensure_not_held(lake, get_family(family).feeds, _day(logical_date))
     return build(lake, family, _day(logical_date), settings.training)
 
 
@@ -126,17 +118,10 @@ def register(family: str, run_id: str, decision: dict) -> str:
 
 @_tracking_step
 def approval(family: str, version: str, gate_passed: bool) -> str:
-    """Where the version stands before promotion: 'not_needed' (gate failed: nothing to
-    approve), 'auto' (approval mode auto), or the manual state: 'approved', 'rejected'
-    or 'waiting'."""
-    from pipeline.registry import approval_state
+    """'not_needed', 'auto', 'approved', 'rejected' or 'waiting' (see the registry)."""
+    from pipeline.registry import approval_for_promotion
 
-    settings = load_settings()
-    if not gate_passed:
-        return "not_needed"
-    if settings.gate.approval == "auto":
-        return "auto"
-    return approval_state(settings, family, version) or "waiting"
+    return approval_for_promotion(load_settings(), family, version, gate_passed)
 
 
 @_tracking_step

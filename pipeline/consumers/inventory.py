@@ -14,33 +14,23 @@ planned level (forecast + z x sigma) is set against the target (1 - service leve
 from __future__ import annotations
 
 import logging
+import math
 from datetime import date, timedelta
 from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
 
+from pipeline import zones
 from pipeline.consumers.outputs import write_output
-from pipeline.datasets import sales_frame
-from pipeline.ingest.publish import read_validated
 from pipeline.lake import lake_from_settings
 from pipeline.registry import load_champion
+from pipeline.series import SERIES_KEY, forecast_input, sales_frame
 from pipeline.settings import Settings
+from pipeline.validated import read_validated
 
 log = logging.getLogger(__name__)
 Z_80 = NormalDist().inv_cdf(0.9)  # p10..p90 spans +-1.2816 sigma of a normal
-
-
-def planning_input(sales: pd.DataFrame, horizon: int, context: int, period_days: int) -> pd.DataFrame:
-    """Each series' recent history plus ``horizon`` future rows (last price, no promo)."""
-    frame = sales_frame(sales).sort_values(["store_id", "sku", "date"])
-    history = frame.groupby(["store_id", "sku"]).tail(context)
-    last = history.groupby(["store_id", "sku"]).tail(1)
-    future = [
-        last.assign(date=last["date"] + pd.Timedelta(days=period_days * step), units=np.nan, promo=0.0)
-        for step in range(1, horizon + 1)
-    ]
-    return pd.concat([history, *future], ignore_index=True).sort_values(["store_id", "sku", "date"])
 
 
 def plan_from_forecast(forecast: pd.DataFrame, service_level: float, lead_time: int,
@@ -86,12 +76,10 @@ def at_risk(plan: pd.DataFrame, n: int = 20) -> pd.DataFrame:
 def backtest(model, sales: pd.DataFrame, horizon: int, context: int, service_level: float) -> dict[str, float]:  # noqa: ANN001
     """Forecast each series' last ``horizon`` periods from the periods before them (with
     their real price and promo) and count how often demand exceeded forecast + z x sigma."""
-    frame = sales_frame(sales).sort_values(["store_id", "sku", "date"])
-    from_end = frame.groupby(["store_id", "sku"]).cumcount(ascending=False)
+    frame = sales_frame(sales).sort_values([*SERIES_KEY, "date"])
+    from_end = frame.groupby(SERIES_KEY).cumcount(ascending=False)
     held = frame[from_end < horizon]
-    history = frame[from_end >= horizon].groupby(["store_id", "sku"]).tail(context)
-    question = pd.concat([history, held.assign(units=np.nan)], ignore_index=True)
-    forecast = model.predict(question.sort_values(["store_id", "sku", "date"]))
+    forecast = model.predict(forecast_input(frame[from_end >= horizon], held, context=context))
     z = NormalDist().inv_cdf(service_level)
     forecast = forecast.assign(store_id=forecast["store_id"].astype(str), sku=forecast["sku"].astype(str),
                                date=pd.to_datetime(forecast["date"]).astype("datetime64[ns]"))
@@ -102,13 +90,17 @@ def backtest(model, sales: pd.DataFrame, horizon: int, context: int, service_lev
 
 
 def run_inventory_plan(settings: Settings, day: date) -> str:
+    """Plan from the sales of the last three context windows of the champion (its period,
+    horizon and context, whatever the settings say now)."""
     lake = lake_from_settings(settings)
     model, version = load_champion(settings, "forecaster")
-    hp = settings.training.forecaster
-    period_days = 7 if settings.sales_period == "week" else 1
-    sales = read_validated(lake, "sales", day)
-    sales = sales[pd.to_datetime(sales["date"]) > pd.Timestamp(day - timedelta(days=period_days * hp.context_length * 3))]
-    forecast = model.predict(planning_input(sales, hp.horizon, hp.context_length, period_days))
+    meta = model.unwrap_python_model().meta
+    # sales partitions are dated on or after their rows' dates: older ones cannot hold a row in the window
+    since = day - timedelta(days=math.ceil(meta.period_days * meta.context_length * 3))
+    sales = read_validated(lake, "sales", day, since=since + timedelta(days=1))
+    sales = sales[pd.to_datetime(sales["date"]) > pd.Timestamp(since)]
+    forecast = model.predict(forecast_input(sales, horizon=meta.horizon, period_days=meta.period_days,
+                                            context=meta.context_length))
     try:
         stock = read_validated(lake, "stock", day)
     except FileNotFoundError:
@@ -120,9 +112,8 @@ def run_inventory_plan(settings: Settings, day: date) -> str:
     uri = write_output(lake, "inventory_plan", day, "plan", plan.assign(**version_cols))
     risk = at_risk(plan)
     write_output(lake, "inventory_plan", day, "at_risk", risk.assign(**version_cols))
-    check = backtest(model, sales, hp.horizon, hp.context_length, settings.inventory_service_level)
-    lake.write_json(lake.uri("outputs", "inventory_plan", f"date={day.isoformat()}", "backtest.json"),
-                    {**check, **version_cols})
+    check = backtest(model, sales, meta.horizon, meta.context_length, settings.inventory_service_level)
+    lake.write_json(f"{zones.output_folder(lake, 'inventory_plan', day)}/backtest.json", {**check, **version_cols})
     log.info("inventory plan for %d store x sku from %s v%s -> %s (%s); backtest over %d held-out periods: demand "
              "exceeded the plan in %.1f%% of them (target %.1f%%); most at risk of a stock-out:\n%s",
              len(plan), settings.model_name("forecaster"), version, uri, plan["stock_basis"].iloc[0] if len(plan) else "-",

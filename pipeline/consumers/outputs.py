@@ -6,6 +6,7 @@ from datetime import date
 
 import pandas as pd
 
+from pipeline import zones
 from pipeline.lake import Lake
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -22,13 +23,9 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def output_folder(lake: Lake, consumer: str, day: date) -> str:
-    return lake.uri("outputs", consumer, f"date={day.isoformat()}")
-
-
 def write_output(lake: Lake, consumer: str, day: date, name: str, frame: pd.DataFrame) -> str:
     """Write ``name``.parquet and ``name``.csv; return the Parquet URI."""
-    folder = output_folder(lake, consumer, day)
+    folder = zones.output_folder(lake, consumer, day)
     # CRLF rows (RFC 4180): a cell holding a bare CR is then quoted, so it cannot end the row
     # early and start a new one with a formula ("ok\r=cmd|...")
     text = neutralise_formulas(frame).to_csv(index=False, lineterminator="\r\n")

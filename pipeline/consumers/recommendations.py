@@ -13,11 +13,12 @@ from datetime import date
 
 import pandas as pd
 
+from pipeline import zones
 from pipeline.consumers.outputs import write_output
-from pipeline.ingest.publish import read_validated
 from pipeline.lake import lake_from_settings
 from pipeline.registry import load_champion
 from pipeline.settings import Settings
+from pipeline.validated import read_validated
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +26,7 @@ log = logging.getLogger(__name__)
 def negative_shares(lake, day: date, min_reviews: int) -> pd.Series:  # noqa: ANN001 - Lake
     """Per sku with at least ``min_reviews`` recent reviews, the share of negative ones, from
     the day's review insights (empty when they have not run)."""
-    from pipeline.consumers.outputs import output_folder
-
-    uri = f"{output_folder(lake, 'review_insights', day)}/sku_negative.parquet"
+    uri = f"{zones.output_folder(lake, 'review_insights', day)}/sku_negative.parquet"
     if not lake.exists(uri):
         return pd.Series(dtype=float)
     per_sku = lake.read_parquet(uri)

@@ -11,10 +11,10 @@ from datetime import date, timedelta
 import pandas as pd
 
 from pipeline.consumers.outputs import write_output
-from pipeline.ingest.publish import read_validated
 from pipeline.lake import lake_from_settings
 from pipeline.registry import load_champion
 from pipeline.settings import Settings
+from pipeline.validated import read_latest, read_validated
 
 log = logging.getLogger(__name__)
 LOOKBACK_DAYS = 7
@@ -49,14 +49,16 @@ def label_shares(scored: pd.DataFrame, key: str) -> pd.DataFrame:
 def run_review_insights(settings: Settings, day: date) -> str:
     lake = lake_from_settings(settings)
     model, version = load_champion(settings, "sentiment")
-    reviews = read_validated(lake, "reviews", day)
-    recent = pd.to_datetime(reviews["_partition"]) > pd.Timestamp(day - timedelta(days=LOOKBACK_DAYS))
-    unlabelled = reviews[recent & reviews["label"].isna()].reset_index(drop=True)
+    try:
+        reviews = read_validated(lake, "reviews", day, since=day - timedelta(days=LOOKBACK_DAYS - 1))
+    except FileNotFoundError:  # no recent drop: nothing to score (and an error if there never was one)
+        reviews = read_validated(lake, "reviews", day).iloc[:0]
+    unlabelled = reviews[reviews["label"].isna()].reset_index(drop=True)
     scored = pd.concat(
         [unlabelled[["review_id", "sku", "created_at", "text"]], model.predict(unlabelled[["text"]])], axis=1
     ).assign(model_name=settings.model_name("sentiment"), model_version=version)
     try:
-        catalog = read_validated(lake, "catalog", day).sort_values("_partition").drop_duplicates("sku", keep="last")
+        catalog = read_latest(lake, "catalog", day)
         categories = dict(zip(catalog["sku"].astype(str), catalog["category"].fillna("unknown").astype(str)))
     except FileNotFoundError:
         categories = {}

@@ -3,33 +3,18 @@
 from __future__ import annotations
 
 import logging
-from typing import Callable
 
 import pandas as pd
 
 from pipeline.datasets import FamilyData, load_dataset
-from pipeline.evaluation.gate import GateDecision, evaluate_gate
-from pipeline.evaluation.slices import slice_metrics
+from pipeline.evaluation.gate import ROLES, GateDecision, evaluate_gate
+from pipeline.families import Family, get_family
 from pipeline.lake import lake_from_settings
 from pipeline.registry import champion_version
 from pipeline.settings import Settings
 from pipeline.tracking import configure_mlflow, run_address
-from pipeline.training.job import family_module
 
 log = logging.getLogger(__name__)
-ROLES = ("challenger", "baseline", "champion")
-
-
-def _scorer(settings: Settings, family: str) -> tuple[Callable[[FamilyData], pd.DataFrame],
-                                                       Callable[[pd.DataFrame, FamilyData], dict]]:
-    module = family_module(family)
-    if family == "forecaster":
-        season = settings.training.forecaster.season_length
-        return (lambda d: module.baseline_predictions(d, season)), module.score
-    if family == "recommender":
-        k = settings.training.recommender.top_k
-        return (lambda d: module.baseline_predictions(d, k)), (lambda p, d: module.score(p, d, k))
-    return module.baseline_predictions, module.score
 
 
 def evaluate_run(settings: Settings, family: str, dataset_uri: str, run_id: str) -> str:
@@ -46,21 +31,21 @@ def evaluate_run(settings: Settings, family: str, dataset_uri: str, run_id: str)
                  run_id, tags.get("champion_version_at_evaluation"))
         return run_id
     data = load_dataset(lake_from_settings(settings), dataset_uri)
-    module = family_module(family)
-    baseline_fn, score_fn = _scorer(settings, family)
-    question = module.model_input(data)
+    record = get_family(family)
+    hp = getattr(settings.training, family)
+    question = record.function("question")(data)
     model_uri = mlflow.get_run(run_id).data.tags["model_uri"]
     predictions = {
         "challenger": mlflow.pyfunc.load_model(model_uri).predict(question),
-        "baseline": baseline_fn(data),
+        "baseline": record.function("baseline")(data, hp),
     }
     champion = champion_version(settings, family)
     if champion is not None:
         uri = f"models:/{settings.model_name(family)}/{champion}"  # the version read above, even if the alias moves
         predictions["champion"] = mlflow.pyfunc.load_model(uri).predict(question)
-    results = {role: score_fn(p, data) for role, p in predictions.items()}
-    top_k = settings.training.recommender.top_k
-    slices = {role: slice_metrics(family, p, data, top_k) for role, p in predictions.items()}
+    score, slicer = record.function("score"), record.function("slices")
+    results = {role: score(p, data, hp) for role, p in predictions.items()}
+    slices = {role: slicer(p, data, hp) for role, p in predictions.items()}
     with mlflow.start_run(run_id=run_id) as run:
         log.info("MLflow run: %s", run_address(settings, run.info.experiment_id, run_id))
         for role, metrics in results.items():
@@ -70,7 +55,7 @@ def evaluate_run(settings: Settings, family: str, dataset_uri: str, run_id: str)
         mlflow.log_dict({"champion_version": champion, **results}, "evaluation/metrics.json")
         mlflow.log_dict(slices, "evaluation/slices.json")
         _log_evaluation_set(data)
-        _log_plots(settings, family, data, predictions)
+        _log_plot(record, data, predictions, hp)
     table = pd.DataFrame(results).T
     log.info("%s holdout metrics (%d rows):\n%s", family, len(data.holdout), table.to_string(float_format="%.4f"))
     return run_id
@@ -89,21 +74,12 @@ def _log_evaluation_set(data: FamilyData) -> None:
         mlflow.log_artifact(str(path), "evaluation")
 
 
-def _log_plots(settings: Settings, family: str, data: FamilyData, predictions: dict[str, pd.DataFrame]) -> None:
+def _log_plot(family: Family, data: FamilyData, predictions: dict[str, pd.DataFrame], hp: object) -> None:
     """The family's holdout figure, as plots/<name>.png in the run."""
     import matplotlib.pyplot as plt
     import mlflow
 
-    from pipeline.evaluation import plots
-
-    if family == "sentiment":
-        name, fig = "confusion_matrix", plots.confusion_matrix(
-            data.holdout["label"].astype(str).tolist(), predictions["challenger"]["label"].astype(str).tolist(),
-            "challenger on the holdout")
-    elif family == "forecaster":
-        name, fig = "forecast_vs_actual", plots.forecast_vs_actual(data.train, data.holdout, predictions["challenger"])
-    else:
-        name, fig = "recall_at_k", plots.recall_at_k(predictions, data.holdout, settings.training.recommender.top_k)
+    name, fig = family.function("plot")(predictions, data, hp)
     mlflow.log_figure(fig, f"plots/{name}.png")
     plt.close(fig)
 
@@ -123,7 +99,8 @@ def gate_run(settings: Settings, family: str, run_id: str) -> dict:
     }
     slices = mlflow.artifacts.load_dict(f"runs:/{run_id}/evaluation/slices.json")
     decision: GateDecision = evaluate_gate(
-        family, by_role["challenger"], by_role["baseline"], by_role["champion"] or None, settings.gate, slices
+        family, get_family(family).primary_metric, by_role["challenger"], by_role["baseline"],
+        by_role["champion"] or None, settings.gate, slices,
     )
     report = gate_report(decision, by_role, slices, settings.gate)
     with mlflow.start_run(run_id=run_id):

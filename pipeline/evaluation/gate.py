@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 
 from pipeline.settings import GateSettings, SliceRule
 
+ROLES = ("challenger", "champion", "baseline")  # the models scored on each holdout
 LOWER_IS_BETTER = {"wape", "mase", "abs_bias"}
 # role -> dimension -> slice value -> {"metric": value, "n": holdout rows}
 Slices = dict[str, dict[str, dict[str, dict[str, float]]]]
@@ -87,6 +88,7 @@ def _slice_rule(rule: SliceRule, challenger: dict, champion: dict, failures: lis
 
 def evaluate_gate(
     family: str,
+    primary: str,
     challenger: dict[str, float],
     baseline: dict[str, float],
     champion: dict[str, float] | None,
@@ -97,9 +99,8 @@ def evaluate_gate(
     champion slice by slice; return every failed rule.
 
     With no champion (the first run) only the thresholds and the baseline apply, and the
-    decision says so (``first_model``).
+    decision says so (``first_model``). ``primary`` is the family's primary metric.
     """
-    primary = rules.primary_metric[family]
     failures: list[Failure] = []
     notes: list[str] = []
 

@@ -1,4 +1,4 @@
-"""Metric functions: plain numpy over arrays, no model code."""
+"""Metric functions over arrays of truths and predictions, no model code."""
 
 from __future__ import annotations
 
@@ -8,20 +8,22 @@ import numpy as np
 
 
 def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str]) -> dict[str, float]:
-    """Accuracy, macro-F1, and recall and F1 per class (as recall_<class>, f1_<class>)."""
-    true = np.asarray(y_true, dtype=object)
-    pred = np.asarray(y_pred, dtype=object)
-    out: dict[str, float] = {"accuracy": float(np.mean(true == pred)) if len(true) else 0.0}
-    f1s = []
-    for cls in sorted(set(true.tolist())):
-        tp = float(np.sum((pred == cls) & (true == cls)))
-        recall = tp / max(1.0, float(np.sum(true == cls)))
-        precision = tp / max(1.0, float(np.sum(pred == cls)))
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        out[f"recall_{cls}"] = recall
-        out[f"f1_{cls}"] = f1
-        f1s.append(f1)
-    out["macro_f1"] = float(np.mean(f1s)) if f1s else 0.0
+    """Accuracy, macro-F1 over the union of true and predicted labels, and recall and F1
+    of each true class (as recall_<class>, f1_<class>), from scikit-learn."""
+    from sklearn.metrics import accuracy_score, f1_score, recall_score
+
+    true, pred = [str(v) for v in y_true], [str(v) for v in y_pred]
+    if not true:
+        return {"accuracy": 0.0, "macro_f1": 0.0}
+    labels = sorted(set(true) | set(pred))
+    recalls = recall_score(true, pred, labels=labels, average=None, zero_division=0.0)
+    f1s = f1_score(true, pred, labels=labels, average=None, zero_division=0.0)
+    out: dict[str, float] = {"accuracy": float(accuracy_score(true, pred))}
+    classes = set(true)
+    for label, recall, f1 in zip(labels, recalls, f1s):
+        if label in classes:
+            out[f"recall_{label}"], out[f"f1_{label}"] = float(recall), float(f1)
+    out["macro_f1"] = float(np.mean(f1s))
     return out
 
 

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline.datasets import FamilyData
+
 
 def new_figure(width: float = 6.0, height: float = 4.0, rows: int = 0) -> tuple[Any, Any]:
     """A figure and its axes (a column of ``rows`` axes when rows > 0)."""
@@ -87,3 +89,21 @@ def recall_at_k(rankings: dict[str, pd.DataFrame], holdout: pd.DataFrame, max_k:
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+# The family's holdout figure: ``plot(predictions by role, data, hp) -> (name, figure)``,
+# logged as plots/<name>.png.
+
+
+def confusion_matrix_plot(predictions: dict[str, pd.DataFrame], data: FamilyData, hp: Any = None) -> tuple[str, Any]:
+    return "confusion_matrix", confusion_matrix(
+        data.holdout["label"].astype(str).tolist(), predictions["challenger"]["label"].astype(str).tolist(),
+        "challenger on the holdout")
+
+
+def forecast_plot(predictions: dict[str, pd.DataFrame], data: FamilyData, hp: Any = None) -> tuple[str, Any]:
+    return "forecast_vs_actual", forecast_vs_actual(data.train, data.holdout, predictions["challenger"])
+
+
+def recall_at_k_plot(predictions: dict[str, pd.DataFrame], data: FamilyData, hp: Any) -> tuple[str, Any]:
+    return "recall_at_k", recall_at_k(predictions, data.holdout, hp.top_k)

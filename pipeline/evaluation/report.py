@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.evaluation.gate import GateDecision, Slices, worse_by
+from pipeline.evaluation.gate import ROLES, GateDecision, Slices, worse_by
 from pipeline.settings import GateSettings
 
-ROLES = ("challenger", "champion", "baseline")
 MAX_SLICE_ROWS = 30
 
 

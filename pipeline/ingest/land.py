@@ -1,9 +1,5 @@
-"""Landing -> raw: copy one day's drop of one feed as it came, with a manifest.
-
-Lake zones (all under the lake root, partitioned by feed and logical date):
-``raw/<feed>/<date>/`` the files as they came + ``manifest.json``;
-``validated/<feed>/date=<date>/part.parquet``; ``quarantine/<feed>/date=<date>/``.
-"""
+"""Landing -> raw: copy one day's drop of one feed as it came, with a manifest
+(``raw/<feed>/<date>/``, see :mod:`pipeline.zones`)."""
 
 from __future__ import annotations
 
@@ -13,6 +9,9 @@ import tempfile
 from datetime import date
 from pathlib import Path
 
+from typing import Literal
+
+from pipeline import zones
 from pipeline.feeds import FORMATS
 from pipeline.lake import Lake
 
@@ -23,8 +22,8 @@ class NoDrop(Exception):
     """Nothing landed for this feed and date (a weekly feed on a day without data, say)."""
 
 
-def raw_folder(lake: Lake, feed: str, day: date) -> str:
-    return lake.uri("raw", feed, day.isoformat())
+class MissingDrop(Exception):
+    """No drop for a feed and date while settings say ``ingest.missing_drop: fail``."""
 
 
 def unsafe_name_reason(name: str) -> str | None:
@@ -42,27 +41,33 @@ def unsafe_name_reason(name: str) -> str | None:
     return None
 
 
-def land_drop(landing: Lake, lake: Lake, feed: str, day: date) -> str:
+def land_drop(landing: Lake, lake: Lake, feed: str, day: date,
+              missing_drop: Literal["skip", "fail"] = "skip") -> str:
     """Copy ``<landing>/<feed>/<day>/*`` into the raw zone and return the manifest URI.
 
     Re-running the same day replaces the raw copy, so a late or corrected drop is picked
-    up by re-running its date. Raises :class:`NoDrop` when the landing folder is empty.
+    up by re-running its date. When the landing folder is empty: :class:`NoDrop` (a skip)
+    or, with ``missing_drop="fail"``, :class:`MissingDrop` (a failure).
     A file whose name could escape the lake is not copied under that name: it is kept
     as ``refused/<sha256>`` and listed as refused, and validation rejects the drop.
     Files are streamed through a temporary folder, never held in memory whole.
     """
-    source = landing.uri(feed, day.isoformat())
+    source = zones.landing_folder(landing, feed, day)
     files = landing.list(source)
     if not files:
-        raise NoDrop(f"no drop for feed {feed!r} on {day} under {source}")
-    target = raw_folder(lake, feed, day)
+        message = f"no drop for feed {feed!r} on {day} under {source}"
+        if missing_drop == "fail":
+            raise MissingDrop(f"{message} (settings: ingest.missing_drop=fail)")
+        raise NoDrop(message)
+    target = zones.raw_folder(lake, feed, day)
     lake.delete_prefix(target)
     entries = []
     with tempfile.TemporaryDirectory(prefix="retail-land-") as tmp:
         for uri in files:
             name = landing.name_in(source, uri)
             local = landing.get_file(uri, Path(tmp) / "file")
-            digest = _sha256(local)
+            with local.open("rb") as handle:
+                digest = hashlib.file_digest(handle, "sha256").hexdigest()
             entry = {"name": name, "bytes": local.stat().st_size, "sha256": digest,
                      "supported": name.endswith(FORMATS)}
             reason = unsafe_name_reason(name)
@@ -74,15 +79,8 @@ def land_drop(landing: Lake, lake: Lake, feed: str, day: date) -> str:
                 lake.put_file(local, f"{target}/files/{name}")
             entries.append(entry)
     manifest = {"feed": feed, "logical_date": day.isoformat(), "source": source, "files": entries}
-    uri = lake.write_json(f"{target}/manifest.json", manifest)  # written last: the drop is complete
+    uri = lake.write_json(zones.manifest(lake, feed, day), manifest)  # written last: the drop is complete
     log.info("landed %d file(s), %d bytes for %s %s -> %s",
              len(entries), sum(e["bytes"] for e in entries), feed, day, target)
     return uri
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

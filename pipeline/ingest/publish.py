@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline import zones
 from pipeline.feeds import Feed, get_feed
-from pipeline.ingest.land import raw_folder
 from pipeline.ingest.readers import Chunk, UnreadableFile, iter_chunks
 from pipeline.ingest.report import SAMPLE_ROWS, summary_table, write_validation_report
 from pipeline.ingest.validate import (
@@ -79,14 +79,6 @@ class PublishSummary:
         return (self.rows_quarantined - self.duplicate_file_rows) / rows if rows else 0.0
 
 
-def validated_uri(lake: Lake, feed: str, day: date) -> str:
-    return lake.uri("validated", feed, f"date={day.isoformat()}", "part.parquet")
-
-
-def quarantine_folder(lake: Lake, feed: str, day: date) -> str:
-    return lake.uri("quarantine", feed, f"date={day.isoformat()}")
-
-
 def validate_and_publish(
     lake: Lake,
     feed_name: str,
@@ -104,10 +96,10 @@ def validate_and_publish(
     """
     logging.getLogger("great_expectations").setLevel(logging.WARNING)  # GX logs hundreds of INFO lines
     feed = get_feed(feed_name)
-    folder = raw_folder(lake, feed_name, day)
-    manifest_uri = f"{folder}/manifest.json"
+    folder = zones.raw_folder(lake, feed_name, day)
+    manifest_uri = zones.manifest(lake, feed_name, day)
     manifest = lake.read_json(manifest_uri)
-    quarantine = quarantine_folder(lake, feed_name, day)
+    quarantine = zones.quarantine_folder(lake, feed_name, day)
     lake.delete_prefix(quarantine)
     # the date's validated partition stays until its replacement is complete (or the drop is rejected)
 
@@ -138,7 +130,7 @@ def validate_and_publish(
                 raise
             raise rejection from exc
 
-        summary.validated_uri = lake.put_file(run.good.merge(Path(tmp) / "good.parquet"), validated_uri(lake, feed_name, day))
+        summary.validated_uri = lake.put_file(run.good.merge(Path(tmp) / "good.parquet"), zones.validated_file(lake, feed_name, day))
         if summary.rows_quarantined:
             summary.quarantine_uri = lake.put_file(run.bad.merge(Path(tmp) / "bad.parquet"), f"{quarantine}/rows.parquet")
         if summary.rows_in != summary.rows_published + summary.rows_quarantined:
@@ -155,8 +147,8 @@ def _reject(lake: Lake, run: _DropRun, summary: PublishSummary, manifest: dict, 
             exc: DropRejected) -> None:
     """Quarantine the whole drop: its files as they came, the rows read so far, a report."""
     day = date.fromisoformat(summary.logical_date)
-    lake.delete_prefix(lake.uri("validated", summary.feed, f"date={day.isoformat()}"))  # nothing published
-    folder = raw_folder(lake, summary.feed, day)
+    lake.delete_prefix(zones.validated_folder(lake, summary.feed, day))  # nothing published
+    folder = zones.raw_folder(lake, summary.feed, day)
     stored = {e["name"]: e.get("stored_as") or f"files/{e['name']}" for e in manifest["files"]}
     for path in stored.values():
         lake.put_file(lake.get_file(f"{folder}/{path}", run.tmp / "copy"), f"{quarantine}/{path}")
@@ -293,34 +285,3 @@ class StagedParquet:
                            for n, f in zip(schema.names, schema)]
                 writer.write_table(pa.Table.from_arrays(columns, schema=schema))
         return path
-
-
-def validated_partitions(lake: Lake, feed: str, until: date | None = None) -> dict[date, str]:
-    """Logical date -> URI of each validated partition of ``feed`` (up to ``until``), in date order."""
-    found = {}
-    for uri in lake.list(lake.uri("validated", feed)):
-        part = uri.rsplit("/", 2)[-2]
-        if part.startswith("date=") and (until is None or date.fromisoformat(part[5:]) <= until):
-            found[date.fromisoformat(part[5:])] = uri
-    return dict(sorted(found.items()))
-
-
-def read_validated(lake: Lake, feed: str, until: date) -> pd.DataFrame:
-    """All validated partitions of ``feed`` with a date up to ``until`` (inclusive)."""
-    frames = [lake.read_parquet(uri).assign(_partition=day.isoformat())
-              for day, uri in validated_partitions(lake, feed, until).items()]
-    if not frames:
-        raise FileNotFoundError(f"no validated {feed} data up to {until} in {lake.root}")
-    return pd.concat(frames, ignore_index=True)
-
-
-def partition_lineage(lake: Lake, feed: str, until: date) -> list[dict]:
-    """For each validated partition up to ``until``: its URI, rows and the sha256 of the
-    raw files it came from (from the drop's manifest)."""
-    out = []
-    for day, uri in validated_partitions(lake, feed, until).items():
-        manifest = lake.read_json(lake.uri("raw", feed, day.isoformat(), "manifest.json"))
-        out.append({"feed": feed, "logical_date": day.isoformat(), "uri": uri,
-                    "rows": manifest.get("publish", {}).get("rows_published"),
-                    "files": {f["name"]: f["sha256"] for f in manifest["files"]}})
-    return out

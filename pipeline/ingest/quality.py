@@ -21,11 +21,12 @@ from datetime import date, datetime, timedelta, timezone
 import numpy as np
 import pandas as pd
 
-from pipeline.assets import FEEDS
-from pipeline.ingest.publish import validated_partitions, validated_uri
+from pipeline import zones
+from pipeline.feeds import FEEDS
 from pipeline.ingest.report import text_table
 from pipeline.lake import Lake
 from pipeline.settings import DriftSettings
+from pipeline.validated import validated_partitions
 
 log = logging.getLogger(__name__)
 
@@ -103,21 +104,9 @@ DRIFT_METRICS: dict[str, dict[str, DriftMetric]] = {
 # ------------------------------------------------------------------ the check
 
 
-def quality_folder(lake: Lake, feed: str, day: date) -> str:
-    return lake.uri("quality", feed, f"date={day.isoformat()}")
-
-
-def hold_uri(lake: Lake, feed: str, day: date) -> str:
-    return lake.uri("quality", "holds", feed, f"date={day.isoformat()}.json")
-
-
-def ack_uri(lake: Lake, feed: str, day: date) -> str:
-    return lake.uri("quality", "acks", feed, f"date={day.isoformat()}.json")
-
-
 def check_quality(lake: Lake, feed: str, day: date, settings: DriftSettings) -> QualityReport:
     """Compute the drift metrics and the unknown-sku share of the day's published drop."""
-    uri = validated_uri(lake, feed, day)
+    uri = zones.validated_file(lake, feed, day)
     if not lake.exists(uri):
         raise NothingPublished(f"no validated {feed} partition for {day}: nothing to check")
     current = lake.read_parquet(uri)
@@ -144,7 +133,7 @@ def check_quality(lake: Lake, feed: str, day: date, settings: DriftSettings) -> 
             report.severe.append(f"{name}={value:+.4g} (severe at {settings.severe[name]:g})")
         elif size >= settings.warn.get(name, float("inf")):
             report.warnings.append(f"{name}={value:+.4g} (warning at {settings.warn[name]:g})")
-    report.uri = lake.write_json(f"{quality_folder(lake, feed, day)}/drift.json", asdict(report))
+    report.uri = lake.write_json(zones.drift_report(lake, feed, day), asdict(report))
     _update_hold(lake, report, day)
     _log(report)
     return report
@@ -169,7 +158,7 @@ def _check_skus(lake: Lake, feed: str, day: date, current: pd.DataFrame, referen
 
 
 def _update_hold(lake: Lake, report: QualityReport, day: date) -> None:
-    target = hold_uri(lake, report.feed, day)
+    target = zones.hold(lake, report.feed, day)
     if report.severe:
         lake.write_json(target, {"feed": report.feed, "logical_date": report.logical_date,
                                  "severe": report.severe, "metrics": report.metrics, "report": report.uri})
@@ -194,13 +183,13 @@ def _log(report: QualityReport) -> None:
 # ------------------------------------------------------------------ holds
 
 
-def all_holds(lake: Lake, feeds: tuple[str, ...] = FEEDS) -> list[dict]:
+def all_holds(lake: Lake, feeds: tuple[str, ...] = tuple(FEEDS)) -> list[dict]:
     """Every hold on ``feeds``, each with ``acknowledged`` (the acknowledgement or None)."""
     holds = []
     for feed in feeds:
-        for uri in lake.list(lake.uri("quality", "holds", feed)):
+        for uri in lake.list(zones.holds_folder(lake, feed)):
             hold = lake.read_json(uri)
-            ack = ack_uri(lake, feed, date.fromisoformat(hold["logical_date"]))
+            ack = zones.ack(lake, feed, date.fromisoformat(hold["logical_date"]))
             holds.append({**hold, "acknowledged": lake.read_json(ack) if lake.exists(ack) else None})
     return holds
 
@@ -224,11 +213,11 @@ def ensure_not_held(lake: Lake, feeds: tuple[str, ...], until: date) -> None:
 
 def acknowledge(lake: Lake, feed: str, day: date, reason: str, by: str | None = None) -> str:
     """Record that someone looked at the day's severe drift and lets retraining go on."""
-    if not lake.exists(hold_uri(lake, feed, day)):
+    if not lake.exists(zones.hold(lake, feed, day)):
         raise ValueError(f"no hold on {feed} {day}; `python -m pipeline data holds` lists them")
     if not reason.strip():
         raise ValueError("an acknowledgement needs a reason")
-    return lake.write_json(ack_uri(lake, feed, day), {
+    return lake.write_json(zones.ack(lake, feed, day), {
         "feed": feed, "logical_date": day.isoformat(), "reason": reason, "by": by or getpass.getuser(),
         "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     })

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import html
 from dataclasses import asdict
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from pipeline import zones
 from pipeline.lake import Lake
 
 if TYPE_CHECKING:
@@ -44,11 +46,11 @@ def day_summary(lake: Lake, day: Any) -> dict[str, dict[str, Any]]:
     """Per feed, what the day's ingestion did (from the manifests), logged as a table."""
     import logging
 
-    from pipeline.assets import FEEDS
+    from pipeline.feeds import FEEDS
 
     out: dict[str, dict[str, Any]] = {}
     for feed in FEEDS:
-        uri = lake.uri("raw", feed, day.isoformat(), "manifest.json")
+        uri = zones.manifest(lake, feed, day)
         publish = lake.read_json(uri).get("publish", {}) if lake.exists(uri) else {}
         out[feed] = {"status": publish.get("status", "no drop" if not lake.exists(uri) else "not validated"),
                      **{k: publish.get(k, 0) for k in ("rows_in", "rows_published", "rows_quarantined")},
@@ -60,13 +62,9 @@ def day_summary(lake: Lake, day: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
-def report_folder(lake: Lake, feed: str, day: str) -> str:
-    return lake.uri("reports", feed, f"date={day}")
-
-
 def write_validation_report(lake: Lake, summary: PublishSummary, suite: Any, sample: pd.DataFrame | None) -> str:
     """Write validation.json and validation.html for the drop; return the HTML's URI."""
-    folder = report_folder(lake, summary.feed, summary.logical_date)
+    folder = zones.report_folder(lake, summary.feed, date.fromisoformat(summary.logical_date))
     expectations = [
         {"rule": e.meta["rule"], "expectation": e.expectation_type,
          "kwargs": {k: v for k, v in e.configuration.kwargs.items() if k != "result_format"}}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import logging
 import os
@@ -14,48 +13,41 @@ import warnings
 from datetime import date
 from importlib.metadata import version
 from pathlib import Path
-from types import ModuleType
+from typing import Any
 
 import pandas as pd
 import torch
 
+from pipeline import zones
 from pipeline.datasets import FamilyData, load_dataset, load_lineage
+from pipeline.families import Family, get_family
 from pipeline.lake import lake_from_settings
 from pipeline.registry import champion_version
-from pipeline.assets import FAMILIES
 from pipeline.settings import PROJECT_ROOT, Settings
 from pipeline.tracking import code_version, configure_mlflow, run_address
 from pipeline.training.core import Checkpointer, RunOptions
 
 log = logging.getLogger(__name__)
 
-PYFUNC_CLASS = {"sentiment": "SentimentModel", "forecaster": "ForecasterModel", "recommender": "RecommenderModel"}
-# families that continue from the current champion's weights rather than the base model
-WARM_START = {"forecaster"}
 RUNTIME_PACKAGES = ("torch", "transformers", "pandas", "numpy", "scikit-learn", "safetensors", "tokenizers")
 
 
-def family_module(family: str) -> ModuleType:
-    if family not in FAMILIES:
-        raise ValueError(f"unknown model family {family!r}; expected one of {FAMILIES}")
-    return importlib.import_module(f"pipeline.training.{family}")
+def input_example(family: Family, data: FamilyData, hp: Any) -> pd.DataFrame | tuple[pd.DataFrame, dict]:
+    """A small but complete question for the model: whole series / whole histories (two of
+    them, by the family's ``example_key``), or the first rows.
 
-
-def input_example(family: str, data: FamilyData, settings: Settings) -> pd.DataFrame | tuple[pd.DataFrame, dict]:
-    """A small but complete question for the model: whole series / whole histories.
-
-    The recommender's example carries its ``top_k`` parameter so the signature declares it
-    (MLflow passes only declared params through to ``predict``)."""
-    frame = family_module(family).model_input(data)
-    key = {"forecaster": ["store_id", "sku"], "recommender": ["customer_id"]}.get(family)
-    if key is None:
+    The family's serving parameters ride along so the signature declares them (MLflow
+    passes only declared params through to ``predict``)."""
+    frame = family.function("question")(data)
+    if not family.example_key:
         return frame.head(3)
+    key = list(family.example_key)
     first = frame[key].drop_duplicates().head(2)
     example = frame.merge(first, on=key).reset_index(drop=True)
     # an integer column in the signature would refuse a later input with a missing value
     example = example.astype({c: "float64" for c in example.select_dtypes("integer").columns})
-    if family == "recommender":
-        return example, {"top_k": settings.training.recommender.top_k}
+    if family.serving_params:
+        return example, {name: getattr(hp, name) for name in family.serving_params}
     return example
 
 
@@ -135,7 +127,7 @@ def checkpointer(settings: Settings, artifact_uri: str, run_id: str) -> Checkpoi
     if artifact_uri.startswith(("file:", "s3:")):
         return Checkpointer(lake_at(settings, artifact_uri), f"{artifact_uri}/checkpoints/checkpoint.pt")
     lake = lake_from_settings(settings)
-    return Checkpointer(lake, lake.uri("checkpoints", run_id, "checkpoint.pt"))
+    return Checkpointer(lake, zones.checkpoint(lake, run_id))
 
 
 def hardware_tags(device: torch.device) -> dict[str, str]:
@@ -158,7 +150,8 @@ def log_lineage(lineage: list[dict]) -> None:
         with warnings.catch_warnings():  # "file" and "" schemes both resolve to the local source
             warnings.simplefilter("ignore", UserWarning)
             source = resolve_dataset_source(entry["uri"])
-        dataset = MetaDataset(source=source, name=f"{entry['feed']}/date={entry['logical_date']}", digest=digest)
+        name = f"{entry['feed']}/{zones.partition(date.fromisoformat(entry['logical_date']))}"
+        dataset = MetaDataset(source=source, name=name, digest=digest)
         mlflow.log_input(dataset, context="training", tags={"rows": str(entry["rows"]),
                                                             "raw_sha256": json.dumps(entry["files"])[:5000]})
 
@@ -177,7 +170,7 @@ def train_model(settings: Settings, family: str, dataset_uri: str, day: date) ->
     from pipeline.evaluation.plots import training_curves
     from pipeline.training.core import select_device
 
-    module = family_module(family)
+    record = get_family(family)
     configure_mlflow(settings)
     lake = lake_from_settings(settings)
     data = load_dataset(lake, dataset_uri)
@@ -204,13 +197,13 @@ def train_model(settings: Settings, family: str, dataset_uri: str, day: date) ->
             mlflow.log_params({re.sub(r"[^\w\-. :/]", "_", k): str(v)[:500] for k, v in settings.redacted().items()})
             log_lineage(load_lineage(lake, dataset_uri))
         mlflow.log_metrics({"train_rows": len(data.train), "holdout_rows": len(data.holdout)})
-        init_dir = champion_model_dir(settings, family, Path(tmp) / "champion") if family in WARM_START else None
+        init_dir = champion_model_dir(settings, family, Path(tmp) / "champion") if record.warm_start else None
         mlflow.set_tag("warm_start", "champion" if init_dir else "base")
         log.info("MLflow run: %s", run_address(settings, run.info.experiment_id, run.info.run_id))
         checkpoint = checkpointer(settings, run.info.artifact_uri, run.info.run_id)
         options = RunOptions(device, settings.precision, checkpoint, settings.checkpoint_every_steps, label=family)
         model_dir = Path(tmp) / "model_dir"
-        history = module.fine_tune(data, hp, options, model_dir, init_dir, settings.training.seed)
+        history = record.module().fine_tune(data, hp, options, model_dir, init_dir, settings.training.seed)
         for epoch, stats in enumerate(history.epochs):
             mlflow.log_metrics(stats, step=epoch + 1)
         mlflow.log_metrics({"train_seconds": history.seconds, "train_steps": history.steps,
@@ -222,9 +215,9 @@ def train_model(settings: Settings, family: str, dataset_uri: str, day: date) ->
             plt.close(figure)
         info = mlflow.pyfunc.log_model(
             name="model",
-            python_model=getattr(module, PYFUNC_CLASS[family])(),
+            python_model=record.pyfunc(),
             artifacts={"model_dir": str(model_dir)},
-            input_example=input_example(family, data, settings),
+            input_example=input_example(record, data, hp),
             code_paths=[str(PROJECT_ROOT / "pipeline")],
             pip_requirements=[f"{p}=={version(p)}" for p in RUNTIME_PACKAGES] + [f"mlflow=={version('mlflow')}"],
         )

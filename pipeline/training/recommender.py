@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer, BertModel
 
 from pipeline.datasets import FamilyData
-from pipeline.evaluation.metrics import ranking_metrics
+from pipeline.evaluation.baselines import empty_ranking, popular_items
 from pipeline.settings import RecommenderTraining
 from pipeline.training.core import Batch, LoopConfig, RunOptions, TrainHistory, run_training, seed_everything
 from pipeline.training.encoder import resolve_base_model
@@ -40,7 +40,6 @@ MODEL_SUBDIR = "model"
 ITEMS_FILE = "items.json"
 HEAD_FILE = "head.safetensors"
 CONFIG_FILE = "recommender.json"
-OUTPUT_COLUMNS = ["customer_id", "rank", "sku", "score"]
 # Share of training sequences whose last position is always masked: that is exactly the
 # question asked at serving time (history, then a mask), which random masking alone rarely
 # poses.
@@ -315,9 +314,9 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
             parts.append(self._rank_batch(known[start : start + PREDICT_BATCH], histories, top_k))
         unknown = [c for c in customers if len(histories.get(c, ())) == 0]
         if unknown:
-            parts.append(_popularity_rows(unknown, seen, self.skus[self.popular], self.popularity[self.popular], top_k))
+            parts.append(popular_items(unknown, seen, self.skus[self.popular], self.popularity[self.popular], top_k))
         if not parts:
-            return _empty_predictions()
+            return empty_ranking()
         out = pd.concat(parts, ignore_index=True)
         order = {c: i for i, c in enumerate(customers)}
         out = out.sort_values(["customer_id", "rank"], key=lambda s: s.map(order) if s.name == "customer_id" else s)
@@ -348,65 +347,3 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
             "sku": self.skus[(positions - N_SPECIAL).clip(min=0)].ravel()[keep.ravel()],
             "score": values.ravel()[keep.ravel()].astype(np.float64),
         })
-
-
-def _popularity_rows(
-    customers: Sequence[str], seen: dict[str, set[str]], ranked: np.ndarray, counts: np.ndarray, top_k: int
-) -> pd.DataFrame:
-    """The most popular items not already in each customer's history; score = count."""
-    rows: list[tuple[str, int, str, float]] = []
-    for customer in customers:
-        have = seen.get(customer, set())
-        rank = 0
-        for sku, count in zip(ranked, counts):
-            if rank == top_k:
-                break
-            if sku in have:
-                continue
-            rank += 1
-            rows.append((customer, rank, str(sku), float(count)))
-    return pd.DataFrame(rows, columns=OUTPUT_COLUMNS) if rows else _empty_predictions()
-
-
-def _empty_predictions() -> pd.DataFrame:
-    return pd.DataFrame({
-        "customer_id": pd.Series(dtype=object), "rank": pd.Series(dtype=np.int64),
-        "sku": pd.Series(dtype=object), "score": pd.Series(dtype=np.float64),
-    })
-
-
-# ----------------------------------------------------------------------- evaluation
-
-
-def model_input(data: FamilyData) -> pd.DataFrame:
-    """Train history of exactly the customers in holdout: the question asked of any model."""
-    customers = set(data.holdout["customer_id"])
-    rows = data.train[data.train["customer_id"].isin(customers)]
-    return rows[["customer_id", "sku", "timestamp"]].reset_index(drop=True)
-
-
-def baseline_predictions(data: FamilyData, top_k: int) -> pd.DataFrame:
-    """Most-interacted train items, minus what each holdout customer already has."""
-    counts = data.train["sku"].astype(str).value_counts(sort=False)
-    counts = counts.sort_values(ascending=False, kind="stable")  # ties: first seen first
-    history = model_input(data)
-    seen = {str(c): set(g.astype(str)) for c, g in history.groupby("customer_id", sort=False)["sku"]}
-    customers = [str(c) for c in dict.fromkeys(data.holdout["customer_id"])]
-    return _popularity_rows(
-        customers, seen, counts.index.to_numpy(dtype=object), counts.to_numpy(dtype=np.float64), top_k
-    )
-
-
-def score(predictions: pd.DataFrame, data: FamilyData, top_k: int) -> dict[str, float]:
-    """Ranking metrics over holdout customers; a customer without predictions is a miss."""
-    ranked = predictions.assign(customer_id=predictions["customer_id"].astype(str)).sort_values(
-        ["customer_id", "rank"], kind="stable"
-    )
-    lists = {c: g.astype(str).tolist() for c, g in ranked.groupby("customer_id", sort=False)["sku"]}
-    customers = data.holdout["customer_id"].astype(str).tolist()
-    targets = data.holdout["sku"].astype(str).tolist()
-    if data.catalog is not None and len(data.catalog):
-        catalog_size = int(data.catalog["sku"].nunique())
-    else:
-        catalog_size = int(data.train["sku"].nunique())
-    return ranking_metrics([lists.get(c, []) for c in customers], targets, top_k, catalog_size)

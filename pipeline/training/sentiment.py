@@ -18,7 +18,6 @@ import pandas as pd
 import torch
 
 from pipeline.datasets import FamilyData
-from pipeline.evaluation.metrics import classification_metrics
 from pipeline.settings import SentimentTraining
 from pipeline.training.core import (
     LoopConfig,
@@ -176,27 +175,3 @@ class SentimentModel(mlflow.pyfunc.PythonModel):
         out.insert(0, "label", [classes[i] for i in probs.argmax(axis=1)] if len(texts) else [])
         return out
 
-
-def model_input(data: FamilyData) -> pd.DataFrame:
-    return data.holdout[["text"]].reset_index(drop=True)
-
-
-def baseline_predictions(data: FamilyData) -> pd.DataFrame:
-    """TF-IDF features and a logistic regression, trained on the same rows."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-
-    clf = make_pipeline(TfidfVectorizer(min_df=2, ngram_range=(1, 2), sublinear_tf=True),
-                        LogisticRegression(max_iter=1000, class_weight="balanced"))
-    clf.fit(data.train["text"].astype(str), data.train["label"].astype(str))
-    probs = clf.predict_proba(data.holdout["text"].astype(str))
-    out = pd.DataFrame({f"p_{c}": probs[:, i] for i, c in enumerate(clf.classes_)})
-    out.insert(0, "score", probs.max(axis=1))
-    out.insert(0, "label", clf.classes_[probs.argmax(axis=1)])
-    return out
-
-
-def score(predictions: pd.DataFrame, data: FamilyData) -> dict[str, float]:
-    return classification_metrics(data.holdout["label"].astype(str).tolist(),
-                                  predictions["label"].astype(str).tolist())

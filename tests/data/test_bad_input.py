@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from pipeline.ingest.land import land_drop
-from pipeline.ingest.publish import read_validated, validate_and_publish
+from pipeline.ingest.publish import validate_and_publish
+from pipeline.validated import read_validated
 from pipeline.ingest.validate import DropRejected
 from pipeline.lake import Lake
 

@@ -41,7 +41,7 @@ def _run(dag_id: str, day: date) -> str:
     return str(_test(dag_id, day).state)
 
 
-# the requests shown in the README, one per model
+# the requests shown in docs/serving.md, one per model
 REQUESTS = {
     "sentiment": {"dataframe_records": [{"text": "Great coffee, I will buy it again."},
                                         {"text": "Stale and bitter, a waste of money."}]},

@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from pipeline import steps
-from pipeline.ingest.land import NoDrop
+from pipeline.ingest.land import MissingDrop, NoDrop
 from pipeline.ingest.validate import DropRejected
 from pipeline.lake import Lake
 
@@ -73,5 +73,5 @@ def test_missing_drop_skips_or_fails_as_configured(s3_settings, monkeypatch):
     with pytest.raises(NoDrop):
         steps.land("reviews", DAY.isoformat())
     monkeypatch.setenv("RETAIL_INGEST__MISSING_DROP", "fail")
-    with pytest.raises(steps.MissingDrop, match="ingest.missing_drop=fail"):
+    with pytest.raises(MissingDrop, match="ingest.missing_drop=fail"):
         steps.land("reviews", DAY.isoformat())

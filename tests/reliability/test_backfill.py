@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline.assets import FAMILIES
+from pipeline.families import FAMILIES
 from pipeline.demo_data import DemoLimits, write_demo_drops
 from pipeline.feeds import get_feed
 from pipeline.lake import Lake

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from pipeline import steps
-from pipeline.ingest.publish import read_validated
+from pipeline.validated import read_validated
 from pipeline.lake import Lake
 
 DAY1, DAY2 = date(2026, 10, 1), date(2026, 10, 2)

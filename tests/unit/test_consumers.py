@@ -2,8 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.consumers.inventory import planning_input, plan_from_forecast
+from pipeline.consumers.inventory import plan_from_forecast
 from pipeline.consumers.outputs import neutralise_formulas
+from pipeline.series import forecast_input
 
 
 def test_plan_adds_safety_stock_that_grows_with_service_level():
@@ -19,10 +20,10 @@ def test_plan_adds_safety_stock_that_grows_with_service_level():
     assert high["suggested_order"] >= high["horizon_demand"]
 
 
-def test_planning_input_appends_future_rows_with_unknown_units():
+def test_forecast_input_appends_future_rows_with_unknown_units():
     sales = pd.DataFrame({"store_id": "1", "sku": "a", "date": pd.date_range("2026-09-07", periods=6, freq="7D"),
                           "units": np.arange(6.0), "price": 2.0, "promo": 1})
-    frame = planning_input(sales, horizon=3, context=4, period_days=7)
+    frame = forecast_input(sales, horizon=3, period_days=7, context=4)
     assert len(frame) == 7 and frame["units"].isna().sum() == 3
     future = frame[frame["units"].isna()]
     assert (future["promo"] == 0).all() and (future["price"] == 2.0).all()

@@ -16,9 +16,14 @@ import torch
 from safetensors.torch import load_file
 
 from pipeline.training.core import RunOptions
-from pipeline.datasets import FamilyData, split_sales
+from pipeline.datasets import FamilyData, sales_question, split_sales
+from pipeline.evaluation.baselines import seasonal_naive
+from pipeline.evaluation.scoring import forecast_score
+from pipeline.series import clean, infer_period_days
 from pipeline.settings import ForecasterTraining
 from pipeline.training import forecaster as fc
+from pipeline.training.forecaster.panel import LAGS, build_panel
+from pipeline.training.forecaster.predict import OUTPUT_COLUMNS
 
 HORIZON = 4
 TINY = dict(
@@ -80,7 +85,7 @@ def test_fine_tune_writes_weights_and_what_the_pyfunc_needs(trained, data):
     meta = json.loads((model_dir / "forecaster.json").read_text())
     assert meta["stores"] == ["10", "11", "12"] and meta["skus"] == ["A", "B"]
     assert meta["horizon"] == HORIZON and meta["context_length"] == 6
-    assert meta["lags"] == fc.LAGS and meta["num_samples"] == 20
+    assert meta["lags"] == LAGS and meta["num_samples"] == 20
     assert meta["period_days"] == 7.0
     assert meta["price_log_std"] > 0
     # 6 series x 4 windows in batches of 16: 2 steps in the one epoch
@@ -97,21 +102,21 @@ def test_training_learns_the_promo_lift_and_beats_seasonal_naive(tmp_path):
     fc.fine_tune(data, hp, RunOptions(), tmp_path / "m", None, seed=0)
     model = fc.ForecasterModel()
     model.load_context(SimpleNamespace(artifacts={"model_dir": str(tmp_path / "m")}))
-    question = fc.model_input(data)
+    question = sales_question(data)
     future = question["units"].isna()
     on = model.predict(None, question.assign(promo=np.where(future, 1.0, question["promo"])))
     off = model.predict(None, question.assign(promo=np.where(future, 0.0, question["promo"])))
     assert (on["forecast"] / off["forecast"]).median() > 1.15
-    wape = fc.score(model.predict(None, question), data)["wape"]
-    naive = fc.score(fc.baseline_predictions(data, season_length=52), data)["wape"]
+    wape = forecast_score(model.predict(None, question), data)["wape"]
+    naive = forecast_score(seasonal_naive(data, ForecasterTraining(season_length=52)), data)["wape"]
     assert wape < 0.8 * naive
 
 
 def test_pyfunc_round_trip_answers_every_holdout_row(pyfunc, data):
-    question = fc.model_input(data)
+    question = sales_question(data)
     assert question["units"].isna().sum() == len(data.holdout)
     out = pyfunc.predict(question)
-    assert list(out.columns) == fc.OUTPUT_COLUMNS
+    assert list(out.columns) == OUTPUT_COLUMNS
     assert len(out) == len(data.holdout)
     keys = ["store_id", "sku", "date"]
     joined = data.holdout[keys].merge(out, on=keys, how="left")
@@ -122,13 +127,13 @@ def test_pyfunc_round_trip_answers_every_holdout_row(pyfunc, data):
     assert (out["p10"] < out["p90"]).any()  # sampled paths, not a point forecast
     # the same question gets the same answer
     pd.testing.assert_frame_equal(out, pyfunc.predict(question))
-    metrics = fc.score(out, data)
+    metrics = forecast_score(out, data)
     assert {"wape", "bias", "mase", "coverage_80"} <= set(metrics)
     assert 0.0 <= metrics["coverage_80"] <= 1.0
 
 
 def test_predict_answers_only_the_rows_asked_and_refuses_more_than_the_horizon(pyfunc, data):
-    question = fc.model_input(data)
+    question = sales_question(data)
     future = question[question["units"].isna()]
     # series 10/A asks for 2 periods only; a new store asks with 10/A's history
     asked = question.drop(index=future[(future.store_id == "10") & (future.sku == "A")].index[2:])
@@ -183,13 +188,13 @@ def test_real_monthly_series_is_gridded_without_gaps():
         "units": drinks["S4248SM144NCEN"].astype(float), "price": 1.0, "promo": 0.0,
     })
     data = split_sales(sales, horizon=HORIZON, min_train_periods=24)
-    history = fc._clean(data.train)
+    history = clean(data.train)
     meta = fc.ForecasterMeta(
-        stores=["us"], skus=["drinks"], context_length=12, horizon=HORIZON, lags=fc.LAGS,
-        period_days=fc._infer_period_days(history), price_log_mean=0.0, price_log_std=1.0,
+        stores=["us"], skus=["drinks"], context_length=12, horizon=HORIZON, lags=LAGS,
+        period_days=infer_period_days(history), price_log_mean=0.0, price_log_std=1.0,
         num_samples=5,
     )
-    panel = fc._build_panel(history, meta)
+    panel = build_panel(history, meta)
     # months of 28 to 31 days are one period each: no invented missing months
     assert panel.n.tolist() == [len(data.train)]
     assert panel.observed[0, -len(data.train):].all()
@@ -205,8 +210,8 @@ def test_seasonal_naive_takes_the_value_a_season_back():
     short = pd.DataFrame({"store_id": "2", "sku": "a", "date": dates[:6], "units": np.arange(6.0) + 1})
     sales = pd.concat([long, short], ignore_index=True).assign(price=1.0, promo=0)
     data = split_sales(sales, horizon=HORIZON, min_train_periods=2)
-    out = fc.baseline_predictions(data, season_length=3)
-    assert list(out.columns) == fc.OUTPUT_COLUMNS
+    out = seasonal_naive(data, ForecasterTraining(season_length=3))
+    assert list(out.columns) == OUTPUT_COLUMNS
     # store 1: history 0..70, future steps 8..11 take steps 5, 6, 7, then 5 again
     got = out[out.store_id == "1"]
     assert got["forecast"].tolist() == [50.0, 60.0, 70.0, 50.0]
@@ -220,12 +225,12 @@ def test_score_is_zero_for_a_perfect_forecast_and_grows_with_error(data):
         forecast=data.holdout["units"], p10=data.holdout["units"] * 0.9,
         p50=data.holdout["units"], p90=data.holdout["units"] * 1.1,
     )
-    metrics = fc.score(perfect, data)
+    metrics = forecast_score(perfect, data)
     assert metrics["wape"] == 0.0 and metrics["bias"] == 0.0 and metrics["mase"] == 0.0
     assert metrics["coverage_80"] == 1.0
 
     doubled = perfect.assign(forecast=perfect["forecast"] * 2, p10=0.0, p90=0.0)
-    metrics = fc.score(doubled, data)
+    metrics = forecast_score(doubled, data)
     assert metrics["wape"] == pytest.approx(1.0) and metrics["bias"] == pytest.approx(1.0)
     train = data.train.sort_values(["store_id", "sku", "date"])
     naive = train.groupby(["store_id", "sku"])["units"].diff().abs().mean()
@@ -233,4 +238,4 @@ def test_score_is_zero_for_a_perfect_forecast_and_grows_with_error(data):
     assert metrics["coverage_80"] == 0.0
 
     with pytest.raises(ValueError, match="no forecast"):
-        fc.score(perfect.iloc[1:], data)
+        forecast_score(perfect.iloc[1:], data)

@@ -1,5 +1,12 @@
-from pipeline.evaluation.gate import evaluate_gate
+from pipeline.evaluation.gate import GateDecision, evaluate_gate
+from pipeline.families import get_family
 from pipeline.settings import GateSettings
+
+
+def gate(family: str, *args, **kwargs) -> GateDecision:  # noqa: ANN002, ANN003
+    """The gate with the family's primary metric, as the evaluation step calls it."""
+    return evaluate_gate(family, get_family(family).primary_metric, *args, **kwargs)
+
 
 RULES = GateSettings(
     minimums={"sentiment": {"accuracy": 0.7}, "forecaster": {}, "recommender": {}},
@@ -9,12 +16,12 @@ RULES = GateSettings(
 
 
 def test_first_model_passes_when_it_beats_the_baseline():
-    d = evaluate_gate("sentiment", {"accuracy": 0.8, "macro_f1": 0.75}, {"macro_f1": 0.7}, None, RULES)
+    d = gate("sentiment", {"accuracy": 0.8, "macro_f1": 0.75}, {"macro_f1": 0.7}, None, RULES)
     assert d.passed and d.first_model and d.failures == []
 
 
 def test_every_failed_rule_is_returned_with_its_reason():
-    d = evaluate_gate(
+    d = gate(
         "sentiment", {"accuracy": 0.6, "macro_f1": 0.5}, {"macro_f1": 0.7}, {"macro_f1": 0.8}, RULES
     )
     assert not d.passed
@@ -25,16 +32,16 @@ def test_every_failed_rule_is_returned_with_its_reason():
 
 def test_lower_is_better_metrics_and_champion_tolerance():
     # wape 0.41 vs champion 0.40 is within the 0.01 tolerance; baseline 0.45 is beaten
-    ok = evaluate_gate("forecaster", {"wape": 0.41}, {"wape": 0.45}, {"wape": 0.40}, RULES)
+    ok = gate("forecaster", {"wape": 0.41}, {"wape": 0.45}, {"wape": 0.40}, RULES)
     assert ok.passed
-    worse = evaluate_gate("forecaster", {"wape": 0.42}, {"wape": 0.45}, {"wape": 0.40}, RULES)
+    worse = gate("forecaster", {"wape": 0.42}, {"wape": 0.45}, {"wape": 0.40}, RULES)
     assert [f.rule for f in worse.failures] == ["not_worse_than_champion"]
-    too_high = evaluate_gate("forecaster", {"wape": 0.6}, {"wape": 0.5}, None, RULES)
+    too_high = gate("forecaster", {"wape": 0.6}, {"wape": 0.5}, None, RULES)
     assert {f.rule for f in too_high.failures} == {"maximum", "beats_baseline"}
 
 
 def test_a_missing_metric_fails_rather_than_passes():
-    d = evaluate_gate("recommender", {}, {"ndcg_at_10": 0.1}, None, RULES)
+    d = gate("recommender", {}, {"ndcg_at_10": 0.1}, None, RULES)
     assert not d.passed and d.failures[0].reason == "metric 'ndcg_at_10' was not computed"
 
 
@@ -56,25 +63,25 @@ def stores(**wape_n: tuple[float, int]) -> dict:
 
 
 def test_wildcard_minimum_applies_to_each_class():
-    d = evaluate_gate("sentiment", {"macro_f1": 0.8, "recall_great": 0.9, "recall_other": 0.4},
+    d = gate("sentiment", {"macro_f1": 0.8, "recall_great": 0.9, "recall_other": 0.4},
                       {"macro_f1": 0.7}, None, SLICED)
     assert [(f.rule, f.metric) for f in d.failures] == [("minimum", "recall_other")]
 
 
 def test_maximums_on_bias_and_mase():
-    d = evaluate_gate("forecaster", {"wape": 0.3, "abs_bias": 0.25, "mase": 1.2}, {"wape": 0.5}, None, SLICED)
+    d = gate("forecaster", {"wape": 0.3, "abs_bias": 0.25, "mase": 1.2}, {"wape": 0.5}, None, SLICED)
     assert {(f.rule, f.metric) for f in d.failures} == {("maximum", "abs_bias"), ("maximum", "mase")}
 
 
 def test_minimum_on_catalog_coverage():
-    d = evaluate_gate("recommender", {"ndcg_at_10": 0.1, "coverage_at_10": 0.01}, {"ndcg_at_10": 0.05}, None, SLICED)
+    d = gate("recommender", {"ndcg_at_10": 0.1, "coverage_at_10": 0.01}, {"ndcg_at_10": 0.05}, None, SLICED)
     assert [(f.rule, f.metric) for f in d.failures] == [("minimum", "coverage_at_10")]
 
 
 def test_slice_rule_fails_when_too_many_slices_regress():
     challenger = stores(a=(0.30, 40), b=(0.50, 40), c=(0.20, 40), d=(0.40, 40))
     champion = stores(a=(0.30, 40), b=(0.35, 40), c=(0.21, 40), d=(0.30, 40))
-    d = evaluate_gate("forecaster", {"wape": 0.30, "abs_bias": 0.0, "mase": 0.5}, {"wape": 0.5},
+    d = gate("forecaster", {"wape": 0.30, "abs_bias": 0.0, "mase": 0.5}, {"wape": 0.5},
                       {"wape": 0.31}, SLICED, {"challenger": challenger, "champion": champion})
     [failure] = d.failures
     assert failure.rule == "slice_regression" and failure.value == 0.5 and failure.threshold == 0.25
@@ -85,17 +92,17 @@ def test_slice_rule_leaves_out_slices_that_are_too_small():
     # store b regresses badly but has 3 rows: left out, and the decision says so
     challenger = stores(a=(0.30, 40), b=(0.90, 3), c=(0.20, 40))
     champion = stores(a=(0.30, 40), b=(0.20, 3), c=(0.21, 40))
-    d = evaluate_gate("forecaster", {"wape": 0.3, "abs_bias": 0.0, "mase": 0.5}, {"wape": 0.5},
+    d = gate("forecaster", {"wape": 0.3, "abs_bias": 0.0, "mase": 0.5}, {"wape": 0.5},
                       {"wape": 0.31}, SLICED, {"challenger": challenger, "champion": champion})
     assert d.passed
     assert any("1 store slice(s) under 10 samples left out" in n and ": b" in n for n in d.notes)
-    only_small = evaluate_gate("forecaster", {"wape": 0.3, "abs_bias": 0.0, "mase": 0.5}, {"wape": 0.5},
+    only_small = gate("forecaster", {"wape": 0.3, "abs_bias": 0.0, "mase": 0.5}, {"wape": 0.5},
                                {"wape": 0.31}, SLICED, {"challenger": stores(b=(0.9, 3)), "champion": stores(b=(0.2, 3))})
     assert only_small.passed and any("no slice has 10 samples; not applied" in n for n in only_small.notes)
 
 
 def test_first_run_says_which_rules_did_not_apply():
-    d = evaluate_gate("forecaster", {"wape": 0.3, "abs_bias": 0.0, "mase": 0.5}, {"wape": 0.5}, None, SLICED,
+    d = gate("forecaster", {"wape": 0.3, "abs_bias": 0.0, "mase": 0.5}, {"wape": 0.5}, None, SLICED,
                       {"challenger": stores(a=(0.9, 40))})
     assert d.passed and d.first_model
     assert d.notes == ["first model of this family: no champion to compare with; champion and slice rules not applied"]
@@ -107,7 +114,7 @@ def test_gate_report_shows_numbers_reasons_and_slices():
     metrics = {"challenger": {"wape": 0.4, "abs_bias": 0.3, "mase": 0.5}, "champion": {"wape": 0.35},
                "baseline": {"wape": 0.6}}
     slices = {"challenger": challenger, "champion": champion, "baseline": stores(a=(0.6, 40), b=(0.6, 40))}
-    d = evaluate_gate("forecaster", metrics["challenger"], metrics["baseline"], metrics["champion"], SLICED, slices)
+    d = gate("forecaster", metrics["challenger"], metrics["baseline"], metrics["champion"], SLICED, slices)
     report = gate_report(d, metrics, slices, SLICED)
     assert report.startswith("# Gate FAILED: forecaster")
     assert "| wape (primary) | 0.4000 | 0.3500 | 0.6000 | - | - |" in report

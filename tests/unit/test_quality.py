@@ -7,9 +7,9 @@ from datetime import date, timedelta
 import pandas as pd
 import pytest
 
+from pipeline import zones
 from pipeline.__main__ import main
 from pipeline.ingest import quality
-from pipeline.ingest.publish import validated_uri
 from pipeline.lake import Lake
 from pipeline.settings import DriftSettings
 
@@ -18,7 +18,7 @@ DAY = date(2026, 10, 10)
 
 def publish(lake: Lake, feed: str, day: date, frame: pd.DataFrame) -> None:
     """Stand-in for a published drop: the validated partition only."""
-    lake.write_parquet(validated_uri(lake, feed, day), frame)
+    lake.write_parquet(zones.validated_file(lake, feed, day), frame)
 
 
 def reviews(labels: list[str], sku: str = "A1", text: str = "fine coffee") -> pd.DataFrame:

@@ -18,7 +18,9 @@ mlflow = pytest.importorskip("mlflow")
 from transformers import AutoTokenizer, BertModel  # noqa: E402
 
 from pipeline.training.core import RunOptions
-from pipeline.datasets import FamilyData, split_interactions  # noqa: E402
+from pipeline.datasets import FamilyData, interaction_question, split_interactions  # noqa: E402
+from pipeline.evaluation.baselines import popularity  # noqa: E402
+from pipeline.evaluation.scoring import ranking_score  # noqa: E402
 from pipeline.settings import RecommenderTraining  # noqa: E402
 from pipeline.training import recommender as rec  # noqa: E402
 from pipeline.training.encoder import resolve_base_model  # noqa: E402
@@ -100,9 +102,9 @@ def untrained_dir(data: FamilyData, hp: RecommenderTraining, tmp_path_factory: p
 @pytest.fixture(scope="module")
 def pyfunc(model_dir: Path, data: FamilyData, tmp_path_factory: pytest.TempPathFactory):
     path = tmp_path_factory.mktemp("pyfunc") / "recommender"
-    question = rec.model_input(data)
+    question = interaction_question(data)
     signature = mlflow.models.infer_signature(
-        question, rec.baseline_predictions(data, TOP_K), params={"top_k": TOP_K}
+        question, popularity(data, RecommenderTraining(top_k=TOP_K)), params={"top_k": TOP_K}
     )
     mlflow.pyfunc.save_model(
         str(path), python_model=rec.RecommenderModel(), artifacts={"model_dir": str(model_dir)},
@@ -176,7 +178,7 @@ def test_warm_start_keeps_rows_and_appends_new_items(
 
 
 def test_pyfunc_round_trip_ranks_unseen_items(pyfunc, data: FamilyData) -> None:
-    question = rec.model_input(data)
+    question = interaction_question(data)
     assert set(question["customer_id"]) == set(data.holdout["customer_id"])
     out = pyfunc.predict(question)
     assert list(out.columns) == ["customer_id", "rank", "sku", "score"]
@@ -212,8 +214,8 @@ def test_unknown_history_gets_popularity_fallback(pyfunc, data: FamilyData) -> N
 
 
 def test_popularity_baseline_excludes_seen_items(data: FamilyData) -> None:
-    out = rec.baseline_predictions(data, TOP_K)
-    seen = _seen(rec.model_input(data))
+    out = popularity(data, RecommenderTraining(top_k=TOP_K))
+    seen = _seen(interaction_question(data))
     assert set(out["customer_id"]) == set(data.holdout["customer_id"])
     counts = data.train["sku"].value_counts()
     for customer, group in out.groupby("customer_id"):
@@ -235,16 +237,16 @@ def test_score_hit_rate_and_misses(data: FamilyData) -> None:
         "sku": np.column_stack([holdout["sku"], [filler[0]] * n, [filler[1]] * n]).ravel(),
         "score": 1.0,
     })
-    perfect = rec.score(first, data, 3)
+    perfect = ranking_score(first, data, RecommenderTraining(top_k=3))
     assert perfect["hr_at_3"] == 1.0 and perfect["ndcg_at_3"] == pytest.approx(1.0)
     assert perfect["coverage_at_3"] == pytest.approx(len(set(first["sku"])) / len(data.catalog))
 
     second = first.assign(rank=np.tile([2, 1, 3], n))
-    assert rec.score(second, data, 3)["ndcg_at_3"] == pytest.approx(1 / np.log2(3))
+    assert ranking_score(second, data, RecommenderTraining(top_k=3))["ndcg_at_3"] == pytest.approx(1 / np.log2(3))
 
     dropped = first[first["customer_id"] != holdout["customer_id"].iloc[0]]
-    assert rec.score(dropped, data, 3)["hr_at_3"] == pytest.approx((n - 1) / n)
-    assert rec.score(first, data, 1)["hr_at_1"] == 1.0
+    assert ranking_score(dropped, data, RecommenderTraining(top_k=3))["hr_at_3"] == pytest.approx((n - 1) / n)
+    assert ranking_score(first, data, RecommenderTraining(top_k=1))["hr_at_1"] == 1.0
 
 
 def test_masking_never_touches_padding_and_poses_next_item() -> None:

@@ -8,6 +8,8 @@ import torch
 
 from pipeline.training.core import RunOptions
 from pipeline.datasets import FamilyData
+from pipeline.evaluation.baselines import tfidf_logistic_regression
+from pipeline.evaluation.scoring import classification_score
 from pipeline.settings import SentimentTraining
 from pipeline.training import sentiment
 
@@ -60,5 +62,5 @@ def test_a_single_label_value_is_a_clear_error(tmp_path):
 def test_baseline_and_score_agree_on_a_perfect_prediction():
     data = _data(16)
     perfect = pd.DataFrame({"label": data.holdout["label"]})
-    assert sentiment.score(perfect, data)["accuracy"] == 1.0
-    assert sentiment.score(sentiment.baseline_predictions(data), data)["macro_f1"] > 0.5
+    assert classification_score(perfect, data)["accuracy"] == 1.0
+    assert classification_score(tfidf_logistic_regression(data), data)["macro_f1"] > 0.5

@@ -1,0 +1,109 @@
+"""The model families: one record each, and the only place where a stage learns what
+differs from one family to the next. Every stage asks this table; none branches on a
+family's name.
+
+Functions are named ``"module:function"`` and imported when first used, so the DAG files
+can read the table (names, feeds, consumers) without importing pandas or torch.
+Signatures, the same for every family (``hp``: the family's training settings,
+``settings.training.<family>``):
+
+- ``build(frames: {feed: DataFrame}, hp) -> FamilyData``: train/holdout split of the
+  family's validated feeds (the latest row per key);
+- ``question(data) -> DataFrame``: what any model of the family is asked about the holdout;
+- ``baseline(data, hp) -> predictions``, in the model's output format;
+- ``score(predictions, data, hp) -> {metric: value}``;
+- ``slices(predictions, data, hp) -> {dimension: {value: {"metric", "n"}}}``;
+- ``plot(predictions by role, data, hp) -> (name, matplotlib Figure)``.
+
+The model module provides ``fine_tune(data, hp, run, model_dir, init_dir, seed) ->
+TrainHistory`` and the MLflow pyfunc class named here. A family of a kind of task that is
+already evaluated (classification, forecasting, ranking) reuses that task's baseline,
+scorer, slicer and plot; adding it is one model module plus one record.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    feeds: tuple[str, ...]  # validated feeds it learns from: lineage, drift holds, retraining triggers
+    consumer: str  # the consumer task that runs on its champion
+    model_module: str  # fine_tune() and the pyfunc class
+    pyfunc_class: str
+    warm_start: bool  # continue from the champion's weights rather than the base model
+    primary_metric: str  # what the gate compares with the baseline and the champion
+    build: str
+    question: str
+    baseline: str
+    score: str
+    slices: str
+    plot: str
+    # columns that pick whole series / histories for the logged input example (empty: first rows)
+    example_key: tuple[str, ...] = ()
+    # training settings passed to the pyfunc as MLflow params (declared in its signature)
+    serving_params: tuple[str, ...] = ()
+
+    def function(self, field: str) -> Callable[..., Any]:
+        """The function named by ``field`` (``build``, ``question``, ``baseline``, ...)."""
+        module, _, name = getattr(self, field).partition(":")
+        return getattr(importlib.import_module(module), name)
+
+    def module(self) -> ModuleType:
+        return importlib.import_module(self.model_module)
+
+    def pyfunc(self) -> Any:
+        """A new instance of the family's MLflow pyfunc class."""
+        return getattr(self.module(), self.pyfunc_class)()
+
+
+FAMILIES: dict[str, Family] = {f.name: f for f in (
+    Family(
+        name="sentiment", feeds=("reviews",), consumer="review_insights",
+        model_module="pipeline.training.sentiment", pyfunc_class="SentimentModel", warm_start=False,
+        primary_metric="macro_f1",
+        build="pipeline.datasets:reviews_dataset",
+        question="pipeline.datasets:review_question",
+        baseline="pipeline.evaluation.baselines:tfidf_logistic_regression",
+        score="pipeline.evaluation.scoring:classification_score",
+        slices="pipeline.evaluation.slices:by_class",
+        plot="pipeline.evaluation.plots:confusion_matrix_plot",
+    ),
+    Family(
+        name="forecaster", feeds=("sales",), consumer="inventory_plan",
+        model_module="pipeline.training.forecaster", pyfunc_class="ForecasterModel", warm_start=True,
+        primary_metric="wape",
+        build="pipeline.datasets:sales_dataset",
+        question="pipeline.datasets:sales_question",
+        baseline="pipeline.evaluation.baselines:seasonal_naive",
+        score="pipeline.evaluation.scoring:forecast_score",
+        slices="pipeline.evaluation.slices:by_store",
+        plot="pipeline.evaluation.plots:forecast_plot",
+        example_key=("store_id", "sku"),
+    ),
+    Family(
+        name="recommender", feeds=("interactions", "catalog"), consumer="recommendations",
+        model_module="pipeline.training.recommender", pyfunc_class="RecommenderModel", warm_start=False,
+        primary_metric="ndcg_at_10",
+        build="pipeline.datasets:interactions_dataset",
+        question="pipeline.datasets:interaction_question",
+        baseline="pipeline.evaluation.baselines:popularity",
+        score="pipeline.evaluation.scoring:ranking_score",
+        slices="pipeline.evaluation.slices:by_category",
+        plot="pipeline.evaluation.plots:recall_at_k_plot",
+        example_key=("customer_id",),
+        serving_params=("top_k",),
+    ),
+)}
+
+
+def get_family(name: str) -> Family:
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise ValueError(f"unknown model family {name!r}; expected one of {sorted(FAMILIES)}") from None
