@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import pandas as pd
 
@@ -19,7 +20,7 @@ from pipeline import zones
 from pipeline.families import get_family
 from pipeline.lake import Lake
 from pipeline.series import forecast_input, sales_frame
-from pipeline.settings import ForecasterTraining, RecommenderTraining, SentimentTraining, TrainingSettings
+from pipeline.settings import ForecasterTraining, RecommenderTraining, SentimentTraining
 from pipeline.validated import partition_lineage, read_latest
 
 log = logging.getLogger(__name__)
@@ -118,11 +119,12 @@ def interaction_question(data: FamilyData) -> pd.DataFrame:
 # ------------------------------------------------------------------ the lake
 
 
-def build_dataset(lake: Lake, family: str, day: date, training: TrainingSettings) -> str:
-    """Build ``family``'s train/holdout sets from validated data up to ``day``; return the folder URI."""
+def build_dataset(lake: Lake, family: str, day: date, hp: Any) -> str:
+    """Build ``family``'s train/holdout sets from validated data up to ``day`` (``hp``: its
+    training settings); return the folder URI."""
     record = get_family(family)
     frames = {feed: read_latest(lake, feed, day) for feed in record.feeds}
-    data = record.function("build")(frames, getattr(training, family))
+    data = record.function("build")(frames, hp)
     if data.train.empty or data.holdout.empty:
         raise ValueError(f"{family}: not enough validated data up to {day} to train and hold out")
     folder = zones.dataset_folder(lake, family, day)

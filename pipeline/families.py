@@ -2,7 +2,7 @@
 differs from one family to the next. Every stage asks this table; none branches on a
 family's name.
 
-Functions are named ``"module:function"`` and imported when first used, so the DAG files
+Functions (and the hyperparameter class) are named ``"module:name"`` and imported when first used, so the DAG files
 can read the table (names, feeds, consumers) without importing pandas or torch.
 Signatures, the same for every family (``hp``: the family's training settings,
 ``settings.training.<family>``):
@@ -32,10 +32,11 @@ from typing import Any, Callable
 @dataclass(frozen=True)
 class Family:
     name: str
+    model_name: str  # in the MLflow registry (settings.model_names overrides it)
     feeds: tuple[str, ...]  # validated feeds it learns from: lineage, drift holds, retraining triggers
-    consumer: str  # the consumer task that runs on its champion
     model_module: str  # fine_tune() and the pyfunc class
     pyfunc_class: str
+    hyperparameters: str  # the pydantic class of its training settings, ``training.<name>``
     warm_start: bool  # continue from the champion's weights rather than the base model
     primary_metric: str  # what the gate compares with the baseline and the champion
     build: str
@@ -48,6 +49,7 @@ class Family:
     example_key: tuple[str, ...] = ()
     # training settings passed to the pyfunc as MLflow params (declared in its signature)
     serving_params: tuple[str, ...] = ()
+    consumer: str = ""  # the consumer task that runs on its champion (see dags/retail_consumers.py)
 
     def function(self, field: str) -> Callable[..., Any]:
         """The function named by ``field`` (``build``, ``question``, ``baseline``, ...)."""
@@ -64,8 +66,9 @@ class Family:
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family(
-        name="sentiment", feeds=("reviews",), consumer="review_insights",
-        model_module="pipeline.training.sentiment", pyfunc_class="SentimentModel", warm_start=False,
+        name="sentiment", model_name="retail-review-sentiment", feeds=("reviews",), consumer="review_insights",
+        model_module="pipeline.training.sentiment", pyfunc_class="SentimentModel",
+        hyperparameters="pipeline.settings:SentimentTraining", warm_start=False,
         primary_metric="macro_f1",
         build="pipeline.datasets:reviews_dataset",
         question="pipeline.datasets:review_question",
@@ -75,8 +78,9 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
         plot="pipeline.evaluation.plots:confusion_matrix_plot",
     ),
     Family(
-        name="forecaster", feeds=("sales",), consumer="inventory_plan",
-        model_module="pipeline.training.forecaster", pyfunc_class="ForecasterModel", warm_start=True,
+        name="forecaster", model_name="retail-demand-forecaster", feeds=("sales",), consumer="inventory_plan",
+        model_module="pipeline.training.forecaster", pyfunc_class="ForecasterModel",
+        hyperparameters="pipeline.settings:ForecasterTraining", warm_start=True,
         primary_metric="wape",
         build="pipeline.datasets:sales_dataset",
         question="pipeline.datasets:sales_question",
@@ -87,8 +91,9 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
         example_key=("store_id", "sku"),
     ),
     Family(
-        name="recommender", feeds=("interactions", "catalog"), consumer="recommendations",
-        model_module="pipeline.training.recommender", pyfunc_class="RecommenderModel", warm_start=False,
+        name="recommender", model_name="retail-recommender", feeds=("interactions", "catalog"),
+        consumer="recommendations", model_module="pipeline.training.recommender", pyfunc_class="RecommenderModel",
+        hyperparameters="pipeline.settings:RecommenderTraining", warm_start=False,
         primary_metric="ndcg_at_10",
         build="pipeline.datasets:interactions_dataset",
         question="pipeline.datasets:interaction_question",

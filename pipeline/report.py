@@ -45,7 +45,7 @@ def render_summary(settings: Settings, day: date) -> str:
         )
     lake = lake_from_settings(settings)
     lines.append(f"Consumer outputs for {day}:")
-    for consumer in sorted(record.consumer for record in FAMILIES.values()):
+    for consumer in sorted(record.consumer for record in FAMILIES.values() if record.consumer):
         files = lake.list(zones.output_folder(lake, consumer, day))
         lines.append(f"  {consumer}: " + (", ".join(files) if files else "none"))
     lines.append(f"MLflow: {settings.mlflow_tracking_uri}   lake: {settings.lake_uri}")

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -76,6 +76,8 @@ class RecommenderTraining(BaseModel):
 
 
 class TrainingSettings(BaseModel):
+    model_config = ConfigDict(extra="allow")  # the section of a family with no field of its own
+
     seed: int = 13
     sentiment: SentimentTraining = SentimentTraining()
     forecaster: ForecasterTraining = ForecasterTraining()
@@ -200,11 +202,8 @@ class Settings(BaseSettings):
     mlflow_artifact_uri: str = (PROJECT_ROOT / "var" / "mlflow" / "artifacts").as_uri()
     mlflow_http: MlflowHttpSettings = MlflowHttpSettings()
     experiment_name: str = "retail-mlops"
-    model_names: dict[str, str] = {
-        "sentiment": "retail-review-sentiment",
-        "forecaster": "retail-demand-forecaster",
-        "recommender": "retail-recommender",
-    }
+    # registered model name per family, to override the name in its record (pipeline/families.py)
+    model_names: dict[str, str] = {}
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
@@ -268,7 +267,18 @@ class Settings(BaseSettings):
         return self.landing_uri or self.lake_uri.rstrip("/") + "/landing"
 
     def model_name(self, family: str) -> str:
-        return self.model_names[family]
+        from pipeline.families import get_family
+
+        return self.model_names.get(family) or get_family(family).model_name
+
+    def hyperparameters(self, family: str) -> BaseModel:
+        """``training.<family>``, typed by the family's record (a family added without a field
+        here still reads its section of the YAML file or ``RETAIL_TRAINING__<FAMILY>__...``)."""
+        from pipeline.families import get_family
+
+        hp_class = get_family(family).function("hyperparameters")
+        value = getattr(self.training, family, None)
+        return value if isinstance(value, hp_class) else hp_class(**(value or {}))
 
     def redacted(self) -> dict[str, Any]:
         """The resolved settings as a flat dict, safe to log: values under secret-looking

@@ -85,7 +85,7 @@ def build_dataset(family: str, logical_date: str) -> str:
     settings = load_settings()
     lake = lake_from_settings(settings)
     ensure_not_held(lake, get_family(family).feeds, _day(logical_date))
-    return build(lake, family, _day(logical_date), settings.training)
+    return build(lake, family, _day(logical_date), settings.hyperparameters(family))
 
 
 @_tracking_step

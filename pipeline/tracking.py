@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 
 from pipeline.settings import PROJECT_ROOT, Settings, mask_uri_passwords
+
+
+def mlflow_key(name: str) -> str:
+    """``name`` as an MLflow param or metric key, which allow only letters, digits and
+    ``_-. :/`` ("recall_*" becomes "recall__", a class "Children's" "Children_s")."""
+    return re.sub(r"[^\w\-. :/]", "_", name)
 
 
 def configure_mlflow(settings: Settings) -> str:

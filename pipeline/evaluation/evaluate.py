@@ -12,7 +12,7 @@ from pipeline.families import Family, get_family
 from pipeline.lake import lake_from_settings
 from pipeline.registry import champion_version
 from pipeline.settings import Settings
-from pipeline.tracking import configure_mlflow, run_address
+from pipeline.tracking import configure_mlflow, mlflow_key, run_address
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def evaluate_run(settings: Settings, family: str, dataset_uri: str, run_id: str)
         return run_id
     data = load_dataset(lake_from_settings(settings), dataset_uri)
     record = get_family(family)
-    hp = getattr(settings.training, family)
+    hp = settings.hyperparameters(family)
     question = record.function("question")(data)
     model_uri = mlflow.get_run(run_id).data.tags["model_uri"]
     predictions = {
@@ -49,7 +49,7 @@ def evaluate_run(settings: Settings, family: str, dataset_uri: str, run_id: str)
     with mlflow.start_run(run_id=run_id) as run:
         log.info("MLflow run: %s", run_address(settings, run.info.experiment_id, run_id))
         for role, metrics in results.items():
-            mlflow.log_metrics({f"{role}_{k}": v for k, v in metrics.items()})
+            mlflow.log_metrics({mlflow_key(f"{role}_{k}"): v for k, v in metrics.items()})
         mlflow.set_tags({"champion_version_at_evaluation": champion or "none",
                          "evaluation_set_uri": f"{dataset_uri}/holdout.parquet"})
         mlflow.log_dict({"champion_version": champion, **results}, "evaluation/metrics.json")

@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import platform
-import re
 import tempfile
 import warnings
 from datetime import date
@@ -24,7 +23,7 @@ from pipeline.families import Family, get_family
 from pipeline.lake import lake_from_settings
 from pipeline.registry import champion_version
 from pipeline.settings import PROJECT_ROOT, Settings
-from pipeline.tracking import code_version, configure_mlflow, run_address
+from pipeline.tracking import code_version, configure_mlflow, mlflow_key, run_address
 from pipeline.training.core import Checkpointer, RunOptions
 
 log = logging.getLogger(__name__)
@@ -80,7 +79,7 @@ def dataset_digest(data: FamilyData) -> str:
 
 def settings_digest(settings: Settings, family: str) -> str:
     """A digest of the family's training settings and the seed."""
-    payload = {"seed": settings.training.seed, family: getattr(settings.training, family).model_dump(mode="json")}
+    payload = {"seed": settings.training.seed, family: settings.hyperparameters(family).model_dump(mode="json")}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -174,7 +173,7 @@ def train_model(settings: Settings, family: str, dataset_uri: str, day: date) ->
     configure_mlflow(settings)
     lake = lake_from_settings(settings)
     data = load_dataset(lake, dataset_uri)
-    hp = getattr(settings.training, family)
+    hp = settings.hyperparameters(family)
     device = select_device(settings.device)
     key = resume_key(family, data, settings)
     done = finished_run(settings, key)
@@ -193,8 +192,7 @@ def train_model(settings: Settings, family: str, dataset_uri: str, day: date) ->
         if previous:
             log.info("continuing MLflow run %s of this job (it did not finish)", previous)
         else:
-            # MLflow keys allow only letters, digits and _-. :/ ("recall_*" becomes "recall__")
-            mlflow.log_params({re.sub(r"[^\w\-. :/]", "_", k): str(v)[:500] for k, v in settings.redacted().items()})
+            mlflow.log_params({mlflow_key(k): str(v)[:500] for k, v in settings.redacted().items()})
             log_lineage(load_lineage(lake, dataset_uri))
         mlflow.log_metrics({"train_rows": len(data.train), "holdout_rows": len(data.holdout)})
         init_dir = champion_model_dir(settings, family, Path(tmp) / "champion") if record.warm_start else None

@@ -174,3 +174,18 @@ def test_the_graph_builder_sees_the_imports() -> None:
     assert resolve("p.q.b.name", {"p", "p.q", "p.q.b"}) == "p.q.b" and resolve("os.path", {"p"}) is None
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_what_evaluation_calls_through_the_family_table_is_not_training_code() -> None:
+    """The table names functions as strings (imported when used), out of reach of the rules
+    above: the ones evaluation and datasets call must not lead back into training."""
+    from pipeline.families import FAMILIES
+
+    bad = [f"{name}.{field} = {getattr(record, field)}" for name, record in FAMILIES.items()
+           for field in ("build", "question", "baseline", "score", "slices", "plot")
+           if _in(getattr(record, field).partition(":")[0], "pipeline.training")]
+    assert not bad, _report("family functions used by evaluation live in training", bad)
+    for record in FAMILIES.values():  # and every name resolves
+        for field in ("build", "question", "baseline", "score", "slices", "plot", "hyperparameters"):
+            assert callable(record.function(field)), (record.name, field)
+        assert callable(getattr(record.module(), "fine_tune"))
