@@ -60,7 +60,7 @@ def retail_consumers() -> None:
         family.consumer: run_consumer.override(
             task_id=family.consumer, doc_md=f"Run **{family.consumer}** with the current {name} champion.",
         )(family.consumer, RUN_DAY)
-        for name, family in FAMILIES.items()
+        for name, family in FAMILIES.items() if family.consumer
     }
     tasks["review_insights"] >> tasks["recommendations"]
 
