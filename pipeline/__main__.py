@@ -22,6 +22,13 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--reviews", type=int, default=0, help="keep only the last N reviews (0: all)")
     demo.add_argument("--customers", type=int, default=0, help="keep only the first N customers (0: all)")
 
+    ingest = sub.add_parser("ingest", help="import a history of drops: land, validate and check every date that "
+                                           "has a drop, in one process (what the daily ingest DAG does, date by date)")
+    ingest.add_argument("--from", dest="start", help="first date, YYYY-MM-DD (default: the first drop's)")
+    ingest.add_argument("--to", dest="end", help="last date, YYYY-MM-DD (default: the last drop's)")
+    ingest.add_argument("--feeds", nargs="+", help="only these feeds (default: all)")
+    ingest.add_argument("--landing", help="landing URI (default: settings' landing)")
+
     summary = sub.add_parser("summary", help="print registered models and consumer outputs")
     summary.add_argument("--date", help="logical date of the outputs (default: last demo day)")
 
@@ -76,6 +83,17 @@ def main(argv: list[str] | None = None) -> int:
             DemoLimits(args.stores, args.reviews, args.customers),
         )
         print(f"wrote demo drops: {written}")
+    elif args.command == "ingest":
+        from pipeline.ingest.history import import_history
+        from pipeline.lake import lake_at, lake_from_settings
+
+        result = import_history(
+            lake_at(settings, args.landing or settings.landing), lake_from_settings(settings), settings.ingest,
+            date.fromisoformat(args.start) if args.start else None, date.fromisoformat(args.end) if args.end else None,
+            args.feeds,
+        )
+        print(result.summary())
+        return 1 if result.rejected else 0
     elif args.command == "summary":
         from pipeline.report import render_summary
 

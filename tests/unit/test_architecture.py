@@ -26,10 +26,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = {"torch", "transformers", "great_expectations", "mlflow", "pandas", "numpy", "sklearn"}
 # Who may import the writer of validated data: itself, the ingest modules whose job is writing (land, read the
-# raw files, validate, report on a publish), the step wrappers and the CLI that run it. Every reader
+# raw files, validate, report on a publish, import a history), the step wrappers and the CLI that run it. Every reader
 # (pipeline.datasets, pipeline.ingest.quality, consumers, evaluation, training) must not.
 PUBLISH_IMPORTERS = {"pipeline.ingest.publish", "pipeline.ingest.land", "pipeline.ingest.readers",
-                     "pipeline.ingest.validate", "pipeline.ingest.report", "pipeline.steps", "pipeline.__main__"}
+                     "pipeline.ingest.validate", "pipeline.ingest.report", "pipeline.ingest.history", "pipeline.steps",
+                     "pipeline.__main__"}
 
 
 @dataclass(frozen=True)
