@@ -10,12 +10,14 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export PYTHONPATH := $(CURDIR)
 export HF_HUB_OFFLINE := 1
+# the virtual environment first on PATH: `airflow standalone` starts its parts by the name `airflow`
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 export TOKENIZERS_PARALLELISM := false
 
 # the pool that training tasks run in (settings gpu_pool / gpu_pool_slots)
 GPU_POOL = $(BIN)/airflow pools set $${RETAIL_GPU_POOL:-gpu} $${RETAIL_GPU_POOL_SLOTS:-1} "model training (GPU when there is one)" > /dev/null
 
-.PHONY: install data browser services demo run test bench airflow-ui mlflow-ui clean
+.PHONY: install data browser services airflow-db demo run test bench airflow-ui mlflow-ui clean
 
 install: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt requirements-data.txt
@@ -30,16 +32,22 @@ data: $(OJ)
 $(OJ):
 	scripts/fetch_bayesm.sh var/cache/bayesm
 
-demo: install data
-	$(BIN)/python -m pipeline demo-data
-	$(MAKE) --no-print-directory run
-
-# run the DAGs over your own drops: make run LANDING=file:///data/landing START=2026-10-01 DAYS=3
-run: install
+# Airflow's metadata database (SQLite under var/airflow) and the pool training runs in
+airflow-db: install
 	@mkdir -p var
 	$(BIN)/airflow db migrate > var/airflow-migrate.log 2>&1 || { cat var/airflow-migrate.log; exit 1; }
 	$(GPU_POOL)
-	$(BIN)/python scripts/run_dags.py $(if $(START),--start $(START)) $(if $(DAYS),--days $(DAYS)) $(if $(LANDING),--landing $(LANDING))
+
+# the demo drops, then the ingest DAG day by day, retraining and the consumers
+demo: install data airflow-db
+	$(BIN)/python -m pipeline demo-data
+	$(BIN)/python scripts/run_dags.py
+
+# your own history: every drop imported in one process, then retraining and the consumers
+# on the last drop's date: make run LANDING=file:///data/landing [START=2024-01-01] [END=2026-10-01]
+run: install airflow-db
+	$(BIN)/python scripts/run_dags.py --history $(if $(START),--start $(START)) $(if $(DAYS),--days $(DAYS)) \
+		$(if $(END),--end $(END)) $(if $(LANDING),--landing $(LANDING))
 
 # Debian's chromium and chromedriver, for the browser test of the web UIs
 browser:
@@ -67,10 +75,7 @@ test: install data browser services
 bench: install data
 	$(BIN)/python benchmarks/run_all.py
 
-airflow-ui: install
-	@mkdir -p var
-	$(BIN)/airflow db migrate > var/airflow-migrate.log 2>&1 || { cat var/airflow-migrate.log; exit 1; }
-	$(GPU_POOL)
+airflow-ui: airflow-db
 	$(BIN)/airflow standalone
 
 mlflow-ui: install

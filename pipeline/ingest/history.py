@@ -40,6 +40,7 @@ class ImportResult:
     rows_quarantined: int = 0
     rejected: list[str] = field(default_factory=list)  # "<feed> <date>: <reason>"
     seconds: float = 0.0
+    last_date: date | None = None  # the last date that had a drop
 
     def summary(self) -> str:
         line = (f"imported {self.drops} drop(s) of {self.dates} date(s) in {self.seconds:.1f} s: "
@@ -80,7 +81,7 @@ def import_history(landing: Lake, lake: Lake, settings: IngestSettings, start: d
     if not plan:
         raise FileNotFoundError(f"no drops of {', '.join(wanted)} between {start or 'the first'} and "
                                 f"{end or 'the last'} date under {landing.root}")
-    result = ImportResult(dates=len(plan))
+    result = ImportResult(dates=len(plan), last_date=max(plan))
     log.info("importing %d drop(s) on %d date(s), %s to %s", sum(map(len, plan.values())), len(plan),
              min(plan), max(plan))
     started = time.perf_counter()

@@ -11,7 +11,8 @@ Besides the suite's rules, a drop can produce:
   earlier file of the same drop. These rows do not count toward the bad share;
 - ``unique:<key>`` across chunks: a row whose key was already published from an
   earlier chunk (keys are compared by 64-bit hash).
-A zero-byte file adds no rows and is reported as a warning.
+A zero-byte file adds no rows and is reported as a warning; a drop whose every file is
+empty is rejected, like one lacking a required column.
 """
 
 from __future__ import annotations
@@ -117,6 +118,11 @@ def validate_and_publish(
                 duplicate_of = sha_seen.setdefault(entry["sha256"], entry["name"])
                 local = lake.get_file(f"{folder}/files/{entry['name']}", Path(tmp) / "input")
                 run.add_file(entry["name"], local, None if duplicate_of == entry["name"] else duplicate_of)
+            if not run.any_columns:
+                raise DropRejected(f"nothing in the drop is readable as {feed_name}: every file is empty "
+                                   f"(no header, so none of the required columns {', '.join(feed.required)})",
+                                   file=", ".join(e["name"] for e in manifest["files"]),
+                                   column=",".join(feed.required))
             run.fill(summary)
             duplicates = summary.duplicate_file_rows  # a file sent twice is not bad data
             check_bad_share(feed_name, summary.rows_quarantined - duplicates, summary.rows_in - duplicates,
@@ -177,6 +183,7 @@ class _DropRun:
         self.warnings: list[str] = []
         self.extra: list[str] = []
         self._keys: list[np.ndarray] = []  # sorted key hashes of the published rows, per chunk
+        self.any_columns = False  # some file had a header (or columns): the drop is readable as the feed
 
     def add_file(self, name: str, path: Path, duplicate_of: str | None) -> None:
         stats = {"name": name, "rows_in": 0, "published": 0, "quarantined": 0}
@@ -194,6 +201,7 @@ class _DropRun:
                 continue
             if rows.columns.empty:
                 continue
+            self.any_columns = True
             try:
                 result = split_rows(self.feed, rows, self.runner, file=name)
             except DropRejected:  # the whole drop goes to quarantine: count these rows in it

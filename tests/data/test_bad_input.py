@@ -86,6 +86,14 @@ def test_empty_file_is_a_warning_and_the_rest_is_published(lakes):
     assert any("empty.csv: empty file" in w for w in summary.warnings)
 
 
+def test_a_drop_of_empty_files_only_is_rejected(lakes):
+    """0 bytes: no header, so none of the required columns; the day fails loudly instead of
+    passing as "0 rows"."""
+    drop(lakes[0], "sales", {"a.csv": b"", "b.csv": b""})
+    report = rejected(lakes, "sales", r"a\.csv, b\.csv: nothing in the drop is readable as sales: every file is empty")
+    assert report["column"] == "date,store_id,sku,units" and report["rows_in"] == 0
+
+
 def test_header_only_file_publishes_zero_rows(lakes):
     drop(lakes[0], "sales", {"sales.csv": SALES_HEADER})
     summary = ingest(lakes, "sales")
