@@ -1,19 +1,22 @@
 """
 ### Retail retrain
 
-Runs when fresh sales, reviews and interactions have all been validated and checked, or
-weekly, whichever comes first. A family whose feeds carry an unacknowledged severe-drift
-hold fails at build_dataset until someone acknowledges it. For each model family (review sentiment, demand forecaster,
-recommender):
+Runs when a feed that a family in use learns from has been validated and checked, or
+weekly, whichever comes first. For each model family (review sentiment, demand
+forecaster, recommender):
 
-**build_dataset** (time-based train / holdout split from validated data) →
+**check_data** (is the family in use, per the `families` setting, and has each of its
+feeds validated data? if not, the family is skipped with the reason) →
+**build_dataset** (time-based train / holdout split from validated data; fails without
+retrying while severe drift on its feeds is not acknowledged) →
 **fine_tune** (logged to MLflow) → **evaluate** (challenger, champion and baseline on the
 same holdout) → **gate** (every failed rule with its reason) → **register** (every
 challenger, tagged with its gate decision, data window and metrics) → **approve** (waits for
 a person in `gate.approval: manual` mode) → **promote** (moves the `champion` alias only
 when the gate passed, the approval is there and no other promotion moved the champion
 since evaluation; skipped otherwise). A promotion updates the family's champion Asset,
-which runs its consumer DAG.
+which runs its consumer DAG. **summary** ends the run with one table: per family, trained
+and promoted or not, or skipped and why.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import (
     Asset,
+    AssetAny,
     AssetOrTimeSchedule,
     AsyncCallback,
     CronTriggerTimetable,
@@ -43,15 +47,30 @@ from pipeline.settings import load_settings
 settings = load_settings()
 
 
+@task(doc_md="Is the family in use (`families` setting), and has each of its feeds validated data? "
+             "Skips the family's retraining with the reason when not.")
+def check_data(family: str, day: str) -> str:
+    from pipeline.datasets import NoData
+
+    try:
+        return steps.check_data(family, day)
+    except NoData as exc:
+        raise AirflowSkipException(str(exc)) from exc
+
+
 @task(doc_md="Train and holdout sets from validated partitions. Fails without retrying while "
-             "severe drift on the family's feeds is not acknowledged (`python -m pipeline data holds`).")
-def build_dataset(family: str, day: str) -> str:
+             "severe drift on the family's feeds is not acknowledged (`python -m pipeline data holds`); "
+             "skips when there is too little data to train and hold out.")
+def build_dataset(family: str, day: str, ready: str) -> str:
+    from pipeline.datasets import NoData
     from pipeline.ingest.quality import RetrainingHeld
 
     try:
         return steps.build_dataset(family, day)
     except RetrainingHeld as exc:  # waiting for a person: retrying would not help
         raise AirflowFailException(str(exc)) from exc
+    except NoData as exc:
+        raise AirflowSkipException(str(exc)) from exc
 
 
 @task(queue=settings.gpu_queue, pool=settings.gpu_pool, executor_config=gpu_executor_config(settings),
@@ -100,12 +119,23 @@ def promote(family: str, version: str, approval: str) -> str:
     return version
 
 
+# none_failed: after every family was promoted, not promoted or skipped; a failure fails the run
+@task(trigger_rule="none_failed",
+      doc_md="The run's table: per family, no data (and why), held by drift, or its latest version, gate and champion.")
+def summary(day: str) -> dict:
+    return steps.retrain_summary(day)
+
+
+IN_USE = [FAMILIES[name] for name in settings.families] if settings.families is not None else list(FAMILIES.values())
+# any update of a feed that a family in use learns from (each family then checks its own data)
+FEEDS_IN_USE = list(dict.fromkeys(feed for family in IN_USE for feed in family.feeds))
+
+
 @dag(
     dag_id="retail_retrain",
     schedule=AssetOrTimeSchedule(
         timetable=CronTriggerTimetable(settings.retrain_cron, timezone="UTC"),
-        assets=Asset(validated_asset("sales")) & Asset(validated_asset("reviews"))
-        & Asset(validated_asset("interactions")),
+        assets=AssetAny(*(Asset(validated_asset(feed)) for feed in FEEDS_IN_USE)),
     ),
     start_date=pendulum.parse(settings.start_date),
     catchup=False,
@@ -122,14 +152,18 @@ def promote(family: str, version: str, approval: str) -> str:
     ) if settings.retrain_deadline_hours else None,
 )
 def retail_retrain() -> None:
+    promoted = []
     for family in FAMILIES:
-        dataset = build_dataset.override(task_id=f"build_dataset_{family}")(family, RUN_DAY)
+        ready = check_data.override(task_id=f"check_data_{family}")(family, RUN_DAY)
+        dataset = build_dataset.override(task_id=f"build_dataset_{family}")(family, RUN_DAY, ready)
         run_id = fine_tune.override(task_id=f"fine_tune_{family}")(family, dataset, RUN_DAY)
         evaluated = evaluate.override(task_id=f"evaluate_{family}")(family, dataset, run_id)
         decision = gate.override(task_id=f"gate_{family}")(family, evaluated)
         version = register.override(task_id=f"register_{family}")(family, evaluated, decision)
         approval = approve.override(task_id=f"approve_{family}")(family, version, decision)
-        promote.override(task_id=f"promote_{family}", outlets=[Asset(champion_asset(family))])(family, version, approval)
+        promoted.append(promote.override(task_id=f"promote_{family}", outlets=[Asset(champion_asset(family))])(
+            family, version, approval))
+    promoted >> summary(RUN_DAY)
 
 
 retail_retrain()

@@ -21,9 +21,13 @@ from pipeline.families import get_family
 from pipeline.lake import Lake
 from pipeline.series import forecast_input, sales_frame
 from pipeline.settings import ForecasterTraining, RecommenderTraining, SentimentTraining
-from pipeline.validated import partition_lineage, read_latest
+from pipeline.validated import partition_lineage, read_latest, validated_partitions
 
 log = logging.getLogger(__name__)
+
+
+class NoData(Exception):
+    """A family without the data to train on: its retraining is skipped, not failed."""
 
 
 @dataclass
@@ -119,6 +123,15 @@ def interaction_question(data: FamilyData) -> pd.DataFrame:
 # ------------------------------------------------------------------ the lake
 
 
+def missing_data(lake: Lake, family: str, day: date, families_in_use: list[str] | None = None) -> str | None:
+    """Why ``family`` cannot be trained on ``day``, or None when it can: it is not among the
+    families in use (None: all of them), or one of its feeds has no validated data yet."""
+    if families_in_use is not None and family not in families_in_use:
+        return f"not among the families in use (settings.families: {', '.join(families_in_use) or 'none'})"
+    missing = [feed for feed in get_family(family).feeds if not validated_partitions(lake, feed, day)]
+    return f"no validated {' or '.join(missing)} data up to {day}" if missing else None
+
+
 def build_dataset(lake: Lake, family: str, day: date, hp: Any) -> str:
     """Build ``family``'s train/holdout sets from validated data up to ``day`` (``hp``: its
     training settings); return the folder URI."""
@@ -126,7 +139,8 @@ def build_dataset(lake: Lake, family: str, day: date, hp: Any) -> str:
     frames = {feed: read_latest(lake, feed, day) for feed in record.feeds}
     data = record.function("build")(frames, hp)
     if data.train.empty or data.holdout.empty:
-        raise ValueError(f"{family}: not enough validated data up to {day} to train and hold out")
+        raise NoData(f"{family}: not enough validated data up to {day} to train and hold out "
+                     f"({len(data.train)} train rows, {len(data.holdout)} holdout rows)")
     folder = zones.dataset_folder(lake, family, day)
     lake.write_parquet(f"{folder}/train.parquet", data.train)
     lake.write_parquet(f"{folder}/holdout.parquet", data.holdout)

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -235,6 +235,8 @@ class Settings(BaseSettings):
     demo_start: str = "2026-10-01"
     demo_days: int = 3
 
+    # the model families this retailer uses; None: every family whose feeds have validated data
+    families: list[str] | None = None
     training: TrainingSettings = TrainingSettings()
     gate: GateSettings = GateSettings()
     inventory_service_level: float = 0.95
@@ -246,6 +248,15 @@ class Settings(BaseSettings):
     # recommendations: items with at least this share of negative reviews go to the end (0: off)
     demote_negative_share: float = 0.5
     inventory_lead_time_periods: int = 1
+
+    @field_validator("families")
+    @classmethod
+    def _known_families(cls, names: list[str] | None) -> list[str] | None:
+        from pipeline.families import get_family
+
+        for name in names or ():
+            get_family(name)  # a ValueError naming the known families
+        return names
 
     @classmethod
     def settings_customise_sources(

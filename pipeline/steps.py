@@ -74,9 +74,29 @@ def check_quality(feed: str, logical_date: str) -> str:
     return check(lake_from_settings(settings), feed, _day(logical_date), settings.ingest.drift).uri
 
 
+def check_data(family: str, logical_date: str) -> str:
+    """Whether the family is in use and has validated data on each of its feeds; raises
+    NoData with the reason when not (its retraining is then skipped)."""
+    from pipeline.datasets import NoData, missing_data
+    from pipeline.lake import lake_from_settings
+
+    settings = load_settings()
+    reason = missing_data(lake_from_settings(settings), family, _day(logical_date), settings.families)
+    if reason:
+        raise NoData(f"{family}: {reason}")
+    return f"{family}: data ready"
+
+
+def retrain_summary(logical_date: str) -> dict:
+    """Log the run's table (per family: trained, gated, promoted, or why not); return it."""
+    from pipeline.report import retrain_summary as summary
+
+    return summary(load_settings(), _day(logical_date))
+
+
 def build_dataset(family: str, logical_date: str) -> str:
     """Train and holdout sets; raises RetrainingHeld while severe drift on the family's
-    feeds is not acknowledged."""
+    feeds is not acknowledged, NoData when there is too little to train and hold out."""
     from pipeline.datasets import build_dataset as build
     from pipeline.families import get_family
     from pipeline.ingest.quality import ensure_not_held

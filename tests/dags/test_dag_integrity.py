@@ -60,14 +60,31 @@ def test_ingest_lands_validates_then_checks_each_feed_and_updates_its_asset(dagb
 def test_retrain_chain_per_family(dagbag):
     dag = dagbag.dags["retail_retrain"]
     for family in ("sentiment", "forecaster", "recommender"):
-        chain = ["build_dataset", "fine_tune", "evaluate", "gate", "register", "approve", "promote"]
+        chain = ["check_data", "build_dataset", "fine_tune", "evaluate", "gate", "register", "approve", "promote"]
         for upstream, downstream in zip(chain, chain[1:]):
             assert f"{downstream}_{family}" in dag.get_task(f"{upstream}_{family}").downstream_task_ids
         assert [o.uri for o in dag.get_task(f"promote_{family}").outlets] == [f"retail://champion/{family}"]
         approve = dag.get_task(f"approve_{family}")  # a person may take days: the slot is freed while waiting
         assert approve.mode == "reschedule" and approve.timeout == 72 * 3600
-    # scheduled on the validated assets or weekly, whichever first
+        assert "summary" in dag.get_task(f"promote_{family}").downstream_task_ids
+    assert dag.get_task("summary").trigger_rule == "none_failed"  # a failed family fails the run
+    # scheduled weekly or on an update of any feed a family learns from, whichever first
     assert type(dag.timetable).__name__ == "AssetOrTimeSchedule"
+    condition = dag.timetable.asset_condition
+    assert type(condition).__name__ == "AssetAny"
+    assert {a.uri for a in condition.objects} == {
+        f"retail://validated/{feed}" for feed in ("sales", "reviews", "interactions", "catalog")}
+
+
+def test_retrain_triggers_only_on_the_feeds_of_the_families_in_use():
+    """RETAIL_FAMILIES=["sentiment"]: only a reviews update starts retraining."""
+    code = ("import json; from airflow.dag_processing.dagbag import DagBag; "
+            "dag = DagBag('dags/retail_retrain.py').dags['retail_retrain']; "
+            "print(json.dumps(sorted(a.uri for a in dag.timetable.asset_condition.objects)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=DAGS.parent,
+                         env={**os.environ, "RETAIL_FAMILIES": '["sentiment"]', "PYTHONPATH": str(DAGS.parent)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == ["retail://validated/reviews"]
 
 
 def test_consumers_run_on_a_new_champion(dagbag):
