@@ -72,6 +72,21 @@ def load_reviews() -> pd.DataFrame:
     )
 
 
+def load_cdnow_daily() -> pd.DataFrame:
+    """CDNOW's real daily sales (lifetimes' CDNOW_master.txt: 69,659 purchases of 23,570
+    customers, 1997-01 to 1998-06) as one daily series: CDs sold per day and their mean
+    price. Days without a purchase are kept as 0 units."""
+    path = _package_dir("lifetimes") / "datasets" / "CDNOW_master.txt"
+    raw = pd.read_csv(path, sep=r"\s+", dtype={"customer_id": str, "date": str})
+    raw["date"] = pd.to_datetime(raw["date"], format="%Y%m%d")
+    daily = raw.groupby("date").agg(units=("number_of_cds", "sum"), dollars=("dollar_value", "sum"))
+    daily = daily.reindex(pd.date_range(daily.index.min(), daily.index.max(), freq="D"), fill_value=0)
+    return pd.DataFrame({
+        "date": daily.index, "store_id": "cdnow", "sku": "cds", "units": daily["units"].to_numpy(float),
+        "price": (daily["dollars"] / daily["units"].where(daily["units"] > 0)).round(2).to_numpy(),
+    })
+
+
 def find_orange_juice_file() -> Path:
     for path in OJ_RDA_CANDIDATES:
         if path.exists():

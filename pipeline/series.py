@@ -82,6 +82,11 @@ def infer_period_days(history: pd.DataFrame) -> float:
     return float(gaps.median()) if len(gaps) else 7.0
 
 
+def default_season(period_days: float) -> int:
+    """Periods in a season: a week of daily data (7), a year of weekly (52) or monthly (12) data."""
+    return 7 if period_days <= 1.5 else max(2, round(365.25 / period_days))
+
+
 def ffill(values: np.ndarray) -> np.ndarray:
     """Carry the last known value forward, then the first one backward."""
     ok = ~np.isnan(values)

@@ -58,7 +58,8 @@ class ForecasterTraining(BaseModel):
     warmup_ratio: float = 0.1
     d_model: int = 32
     num_samples: int = 50  # sample paths drawn per forecast (quantiles)
-    season_length: int = 52  # seasonal-naive baseline
+    # seasonal-naive baseline; 0: from the sales' period (52 weeks, 7 days, 12 months)
+    season_length: int = 0
 
 
 class RecommenderTraining(BaseModel):
@@ -195,7 +196,6 @@ class Settings(BaseSettings):
     s3_endpoint_url: str = ""
     s3: S3ClientSettings = S3ClientSettings()
     ingest: IngestSettings = IngestSettings()
-    sales_period: Literal["day", "week"] = "week"
 
     mlflow_tracking_uri: str = "sqlite:///" + str(PROJECT_ROOT / "var" / "mlflow" / "mlflow.db")
     # where new experiments keep artifacts; empty: the tracking server decides (served artifacts)
@@ -218,7 +218,9 @@ class Settings(BaseSettings):
     gpu_pod_override: bool = False
     ingest_schedule: str = "@daily"
     retrain_cron: str = "0 3 * * 1"  # weekly, Monday 03:00, unless fresh data comes first
-    start_date: str = "2026-10-01"
+    # the DAGs' start: a run for an earlier logical date (a history, a backfill) would run no
+    # task at all, so it lies well before any data (catchup is off: nothing runs for the past)
+    start_date: str = "2000-01-01"
     task_retries: int = 1  # Airflow retries of a failed task
     # a failed task writes an alert to <lake>/alerts/; this Airflow notifier (a dotted class
     # path, e.g. airflow.providers.smtp.notifications.smtp.SmtpNotifier) sends it on too

@@ -30,6 +30,7 @@ from pipeline.settings import load_settings  # noqa: E402
 def run(dag_id: str, day: date) -> float:
     from airflow.dag_processing.dagbag import DagBag
     from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
 
     dag = DagBag(str(ROOT / "dags")).dags[dag_id]
@@ -43,10 +44,14 @@ def run(dag_id: str, day: date) -> float:
     with create_session() as session:
         session.query(DagRun).filter(DagRun.dag_id == dag_id, DagRun.run_id == dag_run.run_id).update(
             {DagRun.start_date: started_at}, synchronize_session=False)
+        ran = session.query(TaskInstance).filter(TaskInstance.dag_id == dag_id,
+                                                 TaskInstance.run_id == dag_run.run_id).count()
     state = str(getattr(dag_run, "state", "unknown"))
     print(f"<== {dag_id} for {day}: {state} in {seconds:.0f} s", flush=True)
     if "success" not in state:
         raise SystemExit(f"{dag_id} for {day} ended {state}; see the task logs above")
+    if not ran:
+        raise SystemExit(f"{dag_id} for {day} ran no task: is {day} before the DAGs' start_date?")
     return seconds
 
 

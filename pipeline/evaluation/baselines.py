@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.datasets import FamilyData, interaction_question
-from pipeline.series import clean, ffill, infer_period_days, series_keys, split_by_key, to_grid
+from pipeline.series import clean, default_season, ffill, infer_period_days, series_keys, split_by_key, to_grid
 
 FORECAST_COLUMNS = ["store_id", "sku", "date", "forecast", "p10", "p50", "p90"]
 RANKING_COLUMNS = ["customer_id", "rank", "sku", "score"]
@@ -33,14 +33,14 @@ def tfidf_logistic_regression(data: FamilyData, hp: Any = None) -> pd.DataFrame:
 
 
 def seasonal_naive(data: FamilyData, hp: Any) -> pd.DataFrame:
-    """Each holdout period gets the value ``hp.season_length`` periods earlier (on the
-    series' period grid, gaps carrying the last value), or the last value when the history
-    is shorter than a season."""
-    season = hp.season_length
+    """Each holdout period gets the value a season earlier (``hp.season_length`` periods, or
+    by default a year of weekly or monthly data, a week of daily data) on the series' period
+    grid, gaps carrying the last value; or the last value when the history is shorter."""
     history = clean(data.train)
     history = history[history["units"].notna()]
     future = clean(data.holdout)
     period_days = infer_period_days(history)
+    season = hp.season_length or default_season(period_days)
     keys = series_keys(history, future)
     parts = []
     for rows, past in zip(split_by_key(future, keys), split_by_key(history, keys)):
