@@ -29,7 +29,8 @@ def test_daily_sales_from_drops_to_the_inventory_plan(retail_env: Path, monkeypa
     landing = Lake(load_settings().landing)
     # the history in one drop two days back, then a drop a day
     for day in (LAST - timedelta(days=2), LAST - timedelta(days=1), LAST):
-        rows = sales[sales["date"].dt.date <= day] if day == LAST - timedelta(days=2) else sales[sales["date"].dt.date == day]
+        first = day == LAST - timedelta(days=2)
+        rows = sales[sales["date"].dt.date <= day] if first else sales[sales["date"].dt.date == day]
         landing.write_bytes(landing.uri("sales", day.isoformat(), "sales.csv"), rows.to_csv(index=False).encode())
     assert main(["ingest"]) == 0
 

@@ -9,6 +9,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from helpers import lake_files
 
 from pipeline.__main__ import main
 from pipeline.demo_data import DemoLimits, write_demo_drops
@@ -17,10 +18,6 @@ from pipeline.lake import Lake
 pytestmark = pytest.mark.slow
 
 START, DAYS = date(2026, 10, 1), 6
-
-
-def _files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def test_import_equals_the_daily_runs_file_for_file(airflow_db: Path, tmp_path: Path,
@@ -43,7 +40,7 @@ def test_import_equals_the_daily_runs_file_for_file(airflow_db: Path, tmp_path: 
         day = START + timedelta(days=i)
         states[day] = str(dag.test(logical_date=datetime(day.year, day.month, day.day, tzinfo=timezone.utc)).state)
     assert [d for d, s in states.items() if "success" not in s] == [date(2026, 10, 3)]
-    daily = _files(lake_root)
+    daily = lake_files(lake_root)
     # a failed task writes an Airflow alert; the import reports the rejection instead
     alerts = [f for f in daily if f.startswith("alerts/")]
     assert len(alerts) == 1 and alerts[0].endswith("validate_reviews.json")
@@ -52,7 +49,7 @@ def test_import_equals_the_daily_runs_file_for_file(airflow_db: Path, tmp_path: 
     assert main(["ingest", "--from", START.isoformat(), "--to", (START + timedelta(days=DAYS - 1)).isoformat()]) == 1
     out = capsys.readouterr().out
     assert "1 drop(s) rejected" in out and "reviews 2026-10-03" in out and "lacks required column(s)" in out
-    imported = _files(lake_root)
+    imported = lake_files(lake_root)
 
     expected = {k: v for k, v in daily.items() if k not in alerts}
     assert sorted(imported) == sorted(expected)

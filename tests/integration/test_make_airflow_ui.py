@@ -7,22 +7,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _json(url: str, body: dict | None = None, token: str = "") -> dict:
@@ -32,23 +25,8 @@ def _json(url: str, body: dict | None = None, token: str = "") -> dict:
         return json.loads(answer.read())
 
 
-def _until(what: str, check, proc: subprocess.Popen, log: Path, seconds: float = 240):  # noqa: ANN001, ANN202
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            found = check()
-            if found:
-                return found
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline or "Traceback" in log.read_text():
-            raise AssertionError(f"{what}: not seen (make exited {proc.poll()}); its output:\n"
-                                 f"{log.read_text()[-4000:]}")
-        time.sleep(1)
-
-
 def test_make_airflow_ui_from_a_plain_shell(tmp_path: Path) -> None:
-    port, password = _free_port(), "a-test-password"
+    port, password = free_port(), "a-test-password"
     (tmp_path / "passwords.json").write_text(json.dumps({"admin": password}))
     venv_bin = str(ROOT / ".venv" / "bin")
     path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p and Path(p) != Path(venv_bin))
@@ -62,12 +40,13 @@ def test_make_airflow_ui_from_a_plain_shell(tmp_path: Path) -> None:
                                 start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        health = _until("a scheduler heartbeat", lambda: (h := _json(f"{base}/api/v2/monitor/health"))
-                        ["scheduler"]["status"] == "healthy" and h, proc, log)
+        health = wait_for("a scheduler heartbeat", lambda: (h := _json(f"{base}/api/v2/monitor/health"))
+                        ["scheduler"]["status"] == "healthy" and h, proc, log, 240)
         assert health["scheduler"]["latest_scheduler_heartbeat"]
         token = _json(f"{base}/auth/token", {"username": "admin", "password": password})["access_token"]
-        dags = _until("the three DAGs", lambda: {d["dag_id"] for d in _json(f"{base}/api/v2/dags", token=token)["dags"]}
-                      >= {"retail_ingest", "retail_retrain", "retail_consumers"}, proc, log)
+        dag_ids = lambda: {d["dag_id"] for d in _json(f"{base}/api/v2/dags", token=token)["dags"]}  # noqa: E731
+        dags = wait_for("the three DAGs", lambda: dag_ids()
+                      >= {"retail_ingest", "retail_retrain", "retail_consumers"}, proc, log, 240)
         assert dags
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

@@ -87,7 +87,8 @@ def test_a_family_added_as_one_module_and_one_record_goes_through_every_step(
     monkeypatch.setenv("RETAIL_TRAINING__CATEGORY__HOLDOUT_FRACTION", "0.2")  # its settings section, read as typed
     _, catalog = load_movielens()
     lake = Lake((retail_env / "lake").as_uri())
-    lake.write_bytes(lake.uri("landing", "catalog", DAY.isoformat(), "catalog.csv"), catalog.to_csv(index=False).encode())
+    landing = lake.uri("landing", "catalog", DAY.isoformat(), "catalog.csv")
+    lake.write_bytes(landing, catalog.to_csv(index=False).encode())
     steps.land("catalog", DAY.isoformat())
     steps.validate("catalog", DAY.isoformat())
 

@@ -8,15 +8,14 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from datetime import date
 from pathlib import Path
 
 import pytest
+from helpers import free_port, lake_files, wait_for
 
 from pipeline.demo_data import DemoLimits, write_demo_drops
 from pipeline.lake import Lake
@@ -26,46 +25,23 @@ pytestmark = pytest.mark.slow
 FIRST, LAST = date(2026, 10, 1), date(2026, 10, 4)  # drops on the 1st to the 3rd, none on the 4th
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
 class Api:
     def __init__(self, base: str) -> None:
         self.base, self.token = base, ""
 
     def call(self, path: str, body: dict | None = None) -> dict:
-        headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {self.token}"} if self.token else {})}
+        auth = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        headers = {"Content-Type": "application/json", **auth}
         data = json.dumps(body).encode() if body is not None else None
         with urllib.request.urlopen(urllib.request.Request(self.base + path, data=data, headers=headers),
                                     timeout=10) as answer:
             return json.loads(answer.read())
 
 
-def _wait(what: str, check, server: subprocess.Popen, log: Path, seconds: float):  # noqa: ANN001, ANN202
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            found = check()
-            if found:
-                return found
-        except OSError:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not seen in {seconds} s; airflow standalone said:\n{log.read_text()[-4000:]}")
-        time.sleep(2)
-
-
 def test_scheduler_backfill_fills_the_lake_as_the_import_does(tmp_path: Path) -> None:
     lake_root, landing_root = tmp_path / "lake", tmp_path / "landing"
     write_demo_drops(Lake(landing_root.as_uri()), FIRST, 3, DemoLimits(stores=4, reviews=900, customers=300))
-    port, password = _free_port(), "a-test-password"
+    port, password = free_port(), "a-test-password"
     (tmp_path / "passwords.json").write_text(json.dumps({"admin": password}))
     bin_dir = str(Path(sys.executable).parent)
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "RETAIL_"))},
@@ -83,10 +59,10 @@ def test_scheduler_backfill_fills_the_lake_as_the_import_does(tmp_path: Path) ->
                                   start_new_session=True)
     api = Api(f"http://127.0.0.1:{port}")
     try:
-        _wait("a healthy scheduler", lambda: api.call("/api/v2/monitor/health")["scheduler"]["status"] == "healthy",
+        wait_for("a healthy scheduler", lambda: api.call("/api/v2/monitor/health")["scheduler"]["status"] == "healthy",
               server, log, 240)
         api.token = api.call("/auth/token", {"username": "admin", "password": password})["access_token"]
-        _wait("retail_ingest parsed", lambda: api.call("/api/v2/dags/retail_ingest"), server, log, 240)
+        wait_for("retail_ingest parsed", lambda: api.call("/api/v2/dags/retail_ingest"), server, log, 240)
         cli = lambda *args: subprocess.run([airflow, *args], env=env, capture_output=True, text=True, check=True)  # noqa: E731
         cli("dags", "unpause", "retail_ingest")
         cli("backfill", "create", "--dag-id", "retail_ingest", "--from-date", FIRST.isoformat(),
@@ -99,7 +75,7 @@ def test_scheduler_backfill_fills_the_lake_as_the_import_does(tmp_path: Path) ->
             most_running = max(most_running, sum(r["state"] == "running" for r in runs))
             return runs if len(runs) == 4 and all(r["state"] in ("success", "failed") for r in runs) else None
 
-        runs = _wait("the backfill runs finished", finished, server, log, 900)
+        runs = wait_for("the backfill runs finished", finished, server, log, 900)
         assert {r["logical_date"][:10]: r["state"] for r in runs} == {
             f"2026-10-0{d}": "success" for d in range(1, 5)}
         assert most_running <= 1
@@ -111,12 +87,12 @@ def test_scheduler_backfill_fills_the_lake_as_the_import_does(tmp_path: Path) ->
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
 
-    backfilled = _files(lake_root)
+    backfilled = lake_files(lake_root)
     assert any(k.startswith("validated/reviews/date=2026-10-03/") for k in backfilled)
     shutil.rmtree(lake_root)
     done = subprocess.run([sys.executable, "-m", "pipeline", "ingest", "--from", FIRST.isoformat(), "--to",
                            LAST.isoformat()], env=env, capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    imported = _files(lake_root)
+    imported = lake_files(lake_root)
     assert sorted(backfilled) == sorted(imported)
     assert [k for k in imported if imported[k] != backfilled[k]] == []
