@@ -120,10 +120,6 @@ def approval(lake: Lake, family: str, version: object) -> str:
     return lake.uri("registry", "approvals", family, f"v{version}.json")
 
 
-def alerts_folder(lake: Lake, dag_id: str = "") -> str:
-    return lake.uri("alerts", dag_id)
-
-
 def alert(lake: Lake, dag_id: str, run_id: str, task_id: str) -> str:
     return lake.uri("alerts", dag_id, run_id, f"{task_id}.json")
 
