@@ -5,8 +5,9 @@
   how many trainings run at once.
 - CeleryExecutor: a worker started with ``airflow celery worker --queues gpu`` on the GPU
   machine takes the training tasks; the others stay on the default queue.
-- KubernetesExecutor: with ``gpu_pod_override`` on, each training task's pod asks for one
-  ``nvidia.com/gpu``.
+- KubernetesExecutor: with ``gpu_pod_override`` on, each training task's pod asks for
+  ``gpus_per_training_task`` ``nvidia.com/gpu``; with more than one, the task trains in one
+  process per GPU (``training.processes`` 0, see pipeline/training/parallel.py).
 """
 
 from __future__ import annotations
@@ -24,4 +25,4 @@ def gpu_pod_override(gpus: int = 1) -> Any:
 
 def gpu_executor_config(settings: Any) -> dict[str, Any]:
     """``executor_config`` for training tasks: the pod override when it is switched on."""
-    return {"pod_override": gpu_pod_override()} if settings.gpu_pod_override else {}
+    return {"pod_override": gpu_pod_override(settings.gpus_per_training_task)} if settings.gpu_pod_override else {}

@@ -42,6 +42,8 @@ class SentimentTraining(BaseModel):
     early_stopping_patience: int = 1
     # augmentation: share of ordinary tokens hidden from attention in each epoch (0: off)
     token_dropout: float = 0.0
+    # dropout of the encoder and the head while training; None: the encoder's own (0.1 for MiniLM)
+    dropout: float | None = None
 
 
 class ForecasterTraining(BaseModel):
@@ -80,6 +82,9 @@ class TrainingSettings(BaseModel):
     model_config = ConfigDict(extra="allow")  # the section of a family with no field of its own
 
     seed: int = 13
+    # processes per training task (data-parallel, see pipeline/training/parallel.py):
+    # 0 is one per visible GPU when training on CUDA, else one; N > 1 on the CPU runs N gloo ranks
+    processes: int = 0
     sentiment: SentimentTraining = SentimentTraining()
     forecaster: ForecasterTraining = ForecasterTraining()
     recommender: RecommenderTraining = RecommenderTraining()
@@ -214,8 +219,9 @@ class Settings(BaseSettings):
     gpu_queue: str = "gpu"
     gpu_pool: str = "gpu"
     gpu_pool_slots: int = 1
-    # under the KubernetesExecutor: training pods ask for one nvidia.com/gpu
+    # under the KubernetesExecutor: training pods ask for gpus_per_training_task nvidia.com/gpu
     gpu_pod_override: bool = False
+    gpus_per_training_task: int = 1
     ingest_schedule: str = "@daily"
     retrain_cron: str = "0 3 * * 1"  # weekly, Monday 03:00, unless fresh data comes first
     # the DAGs' start: a run for an earlier logical date (a history, a backfill) would run no

@@ -27,6 +27,8 @@ from typing import Any, Callable, Literal, Sequence
 import numpy as np
 import torch
 
+from pipeline.training.parallel import all_gather, all_mean, rank_and_world, shard, wrap
+
 log = logging.getLogger(__name__)
 
 Batch = dict[str, torch.Tensor]
@@ -194,8 +196,16 @@ def run_training(
     ``run.checkpoint``, the run starts from the checkpoint when there is one.
     """
     device, label = run.device, run.label
+    rank, world = rank_and_world()
     model.to(device)
-    first = pin_batches(make_batches(0), device)
+
+    def prepare(batches: Sequence[Batch]) -> list[tuple[Batch, int, float]]:
+        """(this rank's share of the batch, the global batch's rows, the loss factor)."""
+        parts = [shard(b, rank, world) if world > 1 else (b, 1.0) for b in batches]
+        pinned = pin_batches([part for part, _ in parts], device)
+        return [(p, _batch_size(b), factor) for p, b, (_, factor) in zip(pinned, batches, parts)]
+
+    first = prepare(make_batches(0))
     steps_per_epoch = len(first)
     total_steps = max(1, steps_per_epoch * cfg.epochs)
     optimizer, scheduler = build_optimizer(model, cfg, total_steps, device)
@@ -211,7 +221,9 @@ def run_training(
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
-        _set_rng_state(saved["rng"])
+        # one RNG state per rank (a list) after a data-parallel run; dropout draws follow it
+        states = saved["rng"] if isinstance(saved["rng"], list) else [saved["rng"]]
+        _set_rng_state(states[rank] if rank < len(states) else states[0])
         history = TrainHistory(**saved["history"])
         best = saved["best"]
         start_epoch, skip, resumed_losses = saved["epoch"], saved["step_in_epoch"], saved["epoch_losses"]
@@ -221,12 +233,17 @@ def run_training(
         log.info("%s: resumed from checkpoint %s at step %d/%d (epoch %d)",
                  label, run.checkpoint.uri, history.steps, total_steps, start_epoch + 1)
 
+    net = wrap(model, device)  # after loading: DDP starts every rank from rank 0's weights
+
     def checkpoint(epoch: int, step_in_epoch: int, losses: list[float]) -> None:
         if run.checkpoint is None:
             return
+        rng = all_gather(_rng_state()) if world > 1 else _rng_state()
+        if rank != 0:
+            return
         run.checkpoint.save({
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "rng": _rng_state(), "history": asdict(history), "best": best, "epoch": epoch,
+            "rng": rng, "history": asdict(history), "best": best, "epoch": epoch,
             "step_in_epoch": step_in_epoch, "epoch_losses": losses, "total_steps": total_steps,
             "config": asdict(cfg),
         })
@@ -236,15 +253,17 @@ def run_training(
     report_every = max(1, total_steps // 20)  # about twenty progress lines per run
     autocast = run.autocast_dtype
     for epoch in range(start_epoch, cfg.epochs):
-        batches = first if epoch == 0 else pin_batches(make_batches(epoch), device)
+        batches = first if epoch == 0 else prepare(make_batches(epoch))
         model.train()
         losses: list[float] = resumed_losses if skip else []
-        for step_in_epoch, batch in enumerate(batches):
+        for step_in_epoch, (batch, rows, factor) in enumerate(batches):
             if step_in_epoch < skip:
                 continue
             batch = to_device(batch, device)
             with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
-                loss = loss_fn(model, batch)
+                loss = loss_fn(net, batch)
+            if world > 1:
+                loss = loss * factor  # DDP's gradient average is then the global batch's
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
@@ -252,7 +271,7 @@ def run_training(
             scheduler.step()
             losses.append(float(loss.detach()))
             history.steps += 1
-            history.samples += _batch_size(batch)
+            history.samples += rows
             history.seconds = time.perf_counter() - started
             if history.steps % report_every == 0 and history.steps < total_steps:
                 rate = history.seconds / max(1, history.steps - history.resumed_at_step)
@@ -262,11 +281,12 @@ def run_training(
                     and step_in_epoch + 1 < len(batches):
                 checkpoint(epoch, step_in_epoch + 1, losses)
         skip = 0
-        stats = {"train_loss": float(np.mean(losses)) if losses else float("nan")}
+        stats = {"train_loss": all_mean(float(np.mean(losses)) if losses else float("nan"))}
         if validate is not None:
             model.eval()
             with torch.no_grad(), torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
-                stats["val_loss"] = float(validate(model))
+                # every rank validates the same weights; the mean keeps their stopping decisions equal
+                stats["val_loss"] = all_mean(float(validate(model)))
             if stats["val_loss"] < best["loss"]:
                 best = {"loss": stats["val_loss"], "epoch": epoch,
                         "state": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}}

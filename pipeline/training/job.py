@@ -24,7 +24,8 @@ from pipeline.lake import lake_from_settings
 from pipeline.registry import champion_version
 from pipeline.settings import PROJECT_ROOT, Settings
 from pipeline.tracking import code_version, configure_mlflow, mlflow_key, run_address
-from pipeline.training.core import Checkpointer, RunOptions
+from pipeline.training.core import Checkpointer, RunOptions, TrainHistory
+from pipeline.training.parallel import launch, process_count
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +176,7 @@ def train_model(settings: Settings, family: str, dataset_uri: str, day: date) ->
     data = load_dataset(lake, dataset_uri)
     hp = settings.hyperparameters(family)
     device = select_device(settings.device)
+    processes = process_count(settings.training.processes, device)
     key = resume_key(family, data, settings)
     done = finished_run(settings, key)
     if done:
@@ -187,7 +189,7 @@ def train_model(settings: Settings, family: str, dataset_uri: str, day: date) ->
         mlflow.set_tags({
             "family": family, "logical_date": day.isoformat(), "code_version": code_version(),
             "dataset_uri": dataset_uri, "resume_key": key, "precision": settings.precision,
-            **hardware_tags(device),
+            "training_processes": str(processes), **hardware_tags(device),
         })
         if previous:
             log.info("continuing MLflow run %s of this job (it did not finish)", previous)
@@ -199,9 +201,15 @@ def train_model(settings: Settings, family: str, dataset_uri: str, day: date) ->
         mlflow.set_tag("warm_start", "champion" if init_dir else "base")
         log.info("MLflow run: %s", run_address(settings, run.info.experiment_id, run.info.run_id))
         checkpoint = checkpointer(settings, run.info.artifact_uri, run.info.run_id)
-        options = RunOptions(device, settings.precision, checkpoint, settings.checkpoint_every_steps, label=family)
         model_dir = Path(tmp) / "model_dir"
-        history = record.module().fine_tune(data, hp, options, model_dir, init_dir, settings.training.seed)
+        if processes > 1:
+            history = TrainHistory(**launch({
+                "family": family, "dataset_uri": dataset_uri, "model_dir": str(model_dir),
+                "init_dir": str(init_dir) if init_dir else None, "seed": settings.training.seed,
+                "checkpoint": [checkpoint.lake.root, checkpoint.uri]}, processes, device))
+        else:
+            options = RunOptions(device, settings.precision, checkpoint, settings.checkpoint_every_steps, label=family)
+            history = record.module().fine_tune(data, hp, options, model_dir, init_dir, settings.training.seed)
         for epoch, stats in enumerate(history.epochs):
             mlflow.log_metrics(stats, step=epoch + 1)
         mlflow.log_metrics({"train_seconds": history.seconds, "train_steps": history.steps,

@@ -58,6 +58,8 @@ class ItemScorer(torch.nn.Module):
     def __init__(self, bert: BertModel, bias: torch.Tensor) -> None:
         super().__init__()
         self.bert = bert
+        if getattr(bert, "pooler", None) is not None:
+            bert.pooler.requires_grad_(False)  # unused: items are scored from the token states
         self.bias = torch.nn.Parameter(bias.clone().float())
 
     @property
@@ -70,6 +72,11 @@ class ItemScorer(torch.nn.Module):
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return hidden @ self.item_table.T + self.bias
+
+    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The masked-item loss: cross-entropy of the masked positions' items."""
+        selected = labels != IGNORE
+        return torch.nn.functional.cross_entropy(self.logits(self.hidden(input_ids)[selected]), labels[selected])
 
 
 @contextlib.contextmanager
@@ -220,11 +227,7 @@ def _mask_batch(
 
 
 def _masked_item_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
-    hidden = model.hidden(batch["input_ids"])
-    labels = batch["labels"]
-    selected = labels != IGNORE
-    logits = model.logits(hidden[selected])
-    return torch.nn.functional.cross_entropy(logits, labels[selected])
+    return model(batch["input_ids"], batch["labels"])  # through forward: DDP's hooks see it
 
 
 def fine_tune(

@@ -63,8 +63,17 @@ class MeanPoolClassifier(torch.nn.Module):
     def __init__(self, encoder: torch.nn.Module, num_labels: int) -> None:
         super().__init__()
         self.encoder = encoder
+        if getattr(encoder, "pooler", None) is not None:
+            encoder.pooler.requires_grad_(False)  # unused: the head reads the mean-pooled states
         self.dropout = torch.nn.Dropout(0.1)
         self.head = torch.nn.Linear(encoder.config.hidden_size, num_labels)
+
+    def set_dropout(self, probability: float | None) -> None:
+        """Every dropout of the encoder and the head at ``probability`` (None: as loaded)."""
+        if probability is not None:
+            for module in self.modules():
+                if isinstance(module, torch.nn.Dropout):
+                    module.p = probability
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         states = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
@@ -112,6 +121,7 @@ def fine_tune(
         source = resolve_base_model(hp.base_model)
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = MeanPoolClassifier(AutoModel.from_pretrained(source), len(classes))
+    model.set_dropout(hp.dropout)
     index = {c: i for i, c in enumerate(classes)}
     n_val = int(len(data.train) * hp.validation_fraction) if hp.epochs > 1 else 0
     train, val = data.train.iloc[: len(data.train) - n_val], data.train.iloc[len(data.train) - n_val:]
@@ -133,8 +143,10 @@ def fine_tune(
     weights = torch.tensor([len(train) / (len(classes) * counts.get(c, 1)) for c in classes], dtype=torch.float32)
 
     def loss_fn(net: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        # the mean over rows of the weighted losses: data-parallel ranks average to the same value
         logits = net(batch["input_ids"], batch["attention_mask"])
-        return torch.nn.functional.cross_entropy(logits.float(), batch["labels"], weight=weights.to(logits.device))
+        losses = torch.nn.functional.cross_entropy(logits.float(), batch["labels"], reduction="none")
+        return (losses * weights.to(logits.device)[batch["labels"]]).mean()
 
     def validate(net: torch.nn.Module) -> float:
         return float(np.mean([float(loss_fn(net, to_device(b, run.device))) for b in val_batches]))

@@ -1,5 +1,6 @@
 """A training task killed mid-epoch (SIGKILL) resumes from its checkpoint when it runs
-again, in the same MLflow run, and ends with the same number of steps."""
+again, in the same MLflow run, and ends with the same number of steps: in one process,
+and in two data-parallel processes (gloo), whose ranks die with the task."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import time
 from pathlib import Path
 
 import mlflow
+import psutil
+import pytest
 import torch
 
 
@@ -22,8 +25,16 @@ TRAIN_CODE = (
 )
 
 
-def test_killed_training_resumes_at_its_checkpoint(retail_env: Path, tiny_sentiment_dataset: str):
+def ranks_left() -> list[str]:
+    return [" ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"])
+            if "pipeline.training.parallel" in " ".join(p.info["cmdline"] or [])]
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_killed_training_resumes_at_its_checkpoint(retail_env: Path, tiny_sentiment_dataset: str,
+                                                   monkeypatch: pytest.MonkeyPatch, processes: int):
     dataset = tiny_sentiment_dataset
+    monkeypatch.setenv("RETAIL_TRAINING__PROCESSES", str(processes))
 
     first = subprocess.Popen([sys.executable, "-c", TRAIN_CODE, dataset, DAY], env=os.environ.copy(),
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -33,8 +44,14 @@ def test_killed_training_resumes_at_its_checkpoint(retail_env: Path, tiny_sentim
         time.sleep(0.05)
         checkpoints = list((retail_env / "artifacts").rglob("checkpoints/checkpoint.pt"))
     assert checkpoints, f"no checkpoint appeared:\n{first.communicate()[0][-3000:]}"
+    if processes > 1:
+        assert len(ranks_left()) == processes + 1  # torchrun's agent and its ranks
     first.send_signal(signal.SIGKILL)  # as a lost worker or an OOM kill would
     first.wait()
+    deadline = time.monotonic() + 5  # the parent-death signal, not the end of the training
+    while ranks_left() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not ranks_left(), "the killed task left training processes behind"
     saved = torch.load(checkpoints[0], weights_only=False)
     saved_step, total = saved["history"]["steps"], saved["total_steps"]
     assert 0 < saved_step < total, "the kill came too late to test a resume"
@@ -48,6 +65,7 @@ def test_killed_training_resumes_at_its_checkpoint(retail_env: Path, tiny_sentim
     mlflow.set_tracking_uri(os.environ["RETAIL_MLFLOW_TRACKING_URI"])
     run = mlflow.get_run(run_id)
     assert run.info.status == "FINISHED"
+    assert run.data.tags["training_processes"] == str(processes)
     assert run.data.metrics["resumed_at_step"] == saved_step
     assert run.data.metrics["train_steps"] == total
     runs = mlflow.search_runs(experiment_ids=[run.info.experiment_id], output_format="list")
