@@ -7,7 +7,7 @@
   machine takes the training tasks; the others stay on the default queue.
 - KubernetesExecutor: with ``gpu_pod_override`` on, each training task's pod asks for
   ``gpus_per_training_task`` ``nvidia.com/gpu``; with more than one, the task trains in one
-  process per GPU (``training.processes`` 0, see pipeline/training/parallel.py).
+  process per GPU (``training.processes`` 0, see pipeline/training/launch.py).
 """
 
 from __future__ import annotations

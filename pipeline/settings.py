@@ -82,7 +82,7 @@ class TrainingSettings(BaseModel):
     model_config = ConfigDict(extra="allow")  # the section of a family with no field of its own
 
     seed: int = 13
-    # processes per training task (data-parallel, see pipeline/training/parallel.py):
+    # processes per training task (data-parallel, see pipeline/training/launch.py):
     # 0 is one per visible GPU when training on CUDA, else one; N > 1 on the CPU runs N gloo ranks
     processes: int = 0
     sentiment: SentimentTraining = SentimentTraining()

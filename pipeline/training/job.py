@@ -25,7 +25,7 @@ from pipeline.registry import champion_version
 from pipeline.settings import PROJECT_ROOT, Settings
 from pipeline.tracking import code_version, configure_mlflow, mlflow_key, run_address
 from pipeline.training.core import Checkpointer, RunOptions, TrainHistory
-from pipeline.training.parallel import launch, process_count
+from pipeline.training.launch import launch, process_count
 
 log = logging.getLogger(__name__)
 

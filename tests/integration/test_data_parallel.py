@@ -1,4 +1,4 @@
-"""Data-parallel training (pipeline/training/parallel.py) on the CPU over gloo: two
+"""Data-parallel training (pipeline/training/launch.py) on the CPU over gloo: two
 processes learn the weights that one process learns from the same global batches."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pipeline.settings import load_settings
 from pipeline.training import sentiment
 from pipeline.training.core import RunOptions
 from pipeline.training.encoder import resolve_base_model
-from pipeline.training.parallel import launch
+from pipeline.training.launch import launch
 
 
 def test_two_processes_end_with_the_weights_of_one(retail_env: Path, tiny_sentiment_dataset: str,

@@ -27,7 +27,7 @@ TRAIN_CODE = (
 
 def ranks_left() -> list[str]:
     return [" ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"])
-            if "pipeline.training.parallel" in " ".join(p.info["cmdline"] or [])]
+            if "pipeline.training.launch" in " ".join(p.info["cmdline"] or [])]
 
 
 @pytest.mark.parametrize("processes", [1, 2])

@@ -108,3 +108,23 @@ def test_token_dropout_hides_only_ordinary_tokens():
     dropped = 1 - new[:, 1:6].float().mean().item()
     assert 0.25 < dropped < 0.35
     assert augment_tokens({"input_ids": ids, "attention_mask": mask}, 0.0, torch.Generator(), [0])["attention_mask"] is mask
+
+
+def test_a_global_batch_is_shared_by_rows_with_loss_factors_that_average_to_it():
+    from pipeline.training.parallel import shard
+
+    lengths = [2, 3, 3, 4, 6]  # a length-sorted batch of 5 rows, padded to 6 columns
+    mask = torch.tensor([[1] * n + [0] * (6 - n) for n in lengths])
+    batch = {"input_ids": mask * 7, "attention_mask": mask, "labels": torch.arange(5), "row": torch.arange(5)}
+    parts = [shard(batch, rank, 2) for rank in range(2)]
+    assert [p["labels"].tolist() for p, _ in parts] == [[0, 2, 4], [1, 3]]
+    assert [p["input_ids"].shape[1] for p, _ in parts] == [6, 4]  # padding no row of the share needs is dropped
+    assert [int(p["attention_mask"].sum()) for p, _ in parts] == [11, 7]  # tokens: about half each
+    assert [f for _, f in parts] == pytest.approx([6 / 5, 4 / 5])
+    # the ranks' mean of factor x (mean over their rows) is the mean over the whole batch
+    values = torch.tensor([1.0, 2.0, 4.0, 8.0, 16.0])
+    ranks_mean = sum(f * float(values[p["row"]].mean()) for p, f in parts) / 2
+    assert ranks_mean == pytest.approx(float(values.mean()))
+
+    lone = {"x": torch.ones(1, 3)}  # fewer rows than ranks: the idle rank computes with factor 0
+    assert [(p["x"].shape[0], f) for p, f in (shard(lone, r, 2) for r in range(2))] == [(1, 2.0), (1, 0.0)]
