@@ -101,18 +101,20 @@ def test_training_tasks_go_to_the_gpu_queue_and_pool(dagbag):
         assert dag.get_task(f"evaluate_{family}").queue != "gpu"
 
 
-def test_kubernetes_pod_override_asks_for_one_gpu():
-    """With gpu_pod_override on (set for the KubernetesExecutor), each training pod asks for a GPU."""
+@pytest.mark.parametrize("gpus", ["1", "4"])
+def test_kubernetes_pod_override_asks_for_the_gpus_of_a_training_task(gpus: str):
+    """With gpu_pod_override on (set for the KubernetesExecutor), each training pod asks for
+    gpus_per_training_task GPUs (the task then trains in one process per GPU)."""
     code = (
         "from airflow.dag_processing.dagbag import DagBag\n"
         f"dag = DagBag({str(DAGS)!r}).dags['retail_retrain']\n"
         "pod = dag.get_task('fine_tune_sentiment').executor_config['pod_override']\n"
         "print(pod.spec.containers[0].name, pod.spec.containers[0].resources.limits)\n"
     )
-    env = {**os.environ, "RETAIL_GPU_POD_OVERRIDE": "true"}
+    env = {**os.environ, "RETAIL_GPU_POD_OVERRIDE": "true", "RETAIL_GPUS_PER_TRAINING_TASK": gpus}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip().splitlines()[-1] == "base {'nvidia.com/gpu': '1'}"
+    assert out.stdout.strip().splitlines()[-1] == f"base {{'nvidia.com/gpu': '{gpus}'}}"
 
 
 def test_every_task_alerts_on_failure(dagbag):
