@@ -1,7 +1,7 @@
 """Run every benchmark in turn, then report.py: the one command behind `make bench`.
 
 Steps (each a fresh process; a failed step is reported and the others still run):
-ingest_bench, sft_bench (``--train-rows 20000`` when a GPU is visible), consumers_bench
+ingest_bench, sft_bench (``--train-rows 20000 --repeats 3`` when a GPU is visible), scoring_bench, consumers_bench
 and demo_stages (both read the state `make demo` left in var/), parse_bench,
 scaling_bench, then report.py, which writes benchmarks/RESULTS.md and benchmarks/plots/.
 Each step's wall time goes to results/run_all.json. Run on demand::
@@ -31,6 +31,7 @@ HERE = Path(__file__).resolve().parent
 STEPS: dict[str, tuple[str, list[str], list[str]]] = {
     "ingest": ("ingest_bench.py", [], ["--rows", "20000"]),
     "sft": ("sft_bench.py", [], ["--train-rows", "32", "--test-rows", "32"]),
+    "scoring": ("scoring_bench.py", [], ["--reviews", "32"]),
     "consumers": ("consumers_bench.py", [], ["--reviews", "32"]),
     "parse": ("parse_bench.py", [], ["--repeats", "1"]),
     "demo_stages": ("demo_stages.py", [], []),
@@ -66,7 +67,7 @@ def main() -> int:
             continue
         extra = quick if args.quick else full
         if name == "sft" and gpu and not args.quick:
-            extra = ["--train-rows", "20000"]
+            extra = ["--train-rows", "20000", "--repeats", "3"]  # as benchmarks/gpu_check.sh
         missing = NEEDS_DEMO.get(name)
         if missing and not (ROOT / missing).exists():
             print(f"--- {name}: skipped, {missing} is missing (run `make demo` first)", flush=True)

@@ -1,0 +1,105 @@
+"""Review scoring throughput on one device: the sentiment pyfunc against ``transformers.pipeline``.
+
+Needs no registry: a sentiment model folder is built from the bundled MiniLM encoder with
+a fresh two-class head (the speed does not depend on the head's weights) and scored through
+the pyfunc's own ``predict`` (length-sorted batches of 64, bf16 on a GPU or a CPU with
+native bf16). The peer is ``transformers.pipeline("text-classification")`` over the same
+encoder with a sequence-classification head, at its default (batch 1) and at batch sizes
+16, 64 and 256, in fp32 and in bf16; the ratio that counts is against the best of them,
+all measured in this run on the same texts (Amazon fine-food reviews, repeated to
+``--reviews``). Run on demand::
+
+    python benchmarks/scoring_bench.py [--reviews 5000]
+
+Writes benchmarks/results/scoring_<device>.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import torch
+
+from common import machine as machine_name  # noqa: E402 - also puts the project on sys.path
+from common import write_results  # noqa: E402
+from pipeline.demo_data import load_reviews  # noqa: E402
+from pipeline.training.encoder import resolve_base_model  # noqa: E402
+from pipeline.training.sentiment import MeanPoolClassifier, SentimentModel  # noqa: E402
+
+PEER_BATCHES = (1, 16, 64, 256)
+
+
+def timed(score, texts: list[str]) -> float:  # noqa: ANN001
+    """Seconds to score ``texts``, after a warm-up (kernels, allocator) on a few of them."""
+    score(texts[:16])
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    score(texts)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def pipeline_model(folder: Path) -> SentimentModel:
+    from transformers import AutoModel, AutoTokenizer
+
+    source = resolve_base_model("")
+    MeanPoolClassifier(AutoModel.from_pretrained(source), 2).save(folder / "model", AutoTokenizer.from_pretrained(source))
+    (folder / "config.json").write_text(json.dumps({"classes": ["negative", "positive"], "max_length": 256}))
+    model = SentimentModel()
+    model.load_context(SimpleNamespace(artifacts={"model_dir": str(folder)}))
+    return model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reviews", type=int, default=5000)
+    args = parser.parse_args()
+    from transformers import pipeline
+
+    texts = load_reviews()["text"].astype(str).tolist()
+    texts = (texts * (args.reviews // len(texts) + 1))[: args.reviews]
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        ours = pipeline_model(Path(tmp))
+        seconds = timed(lambda t: ours.predict(None, pd.DataFrame({"text": t})), texts)
+        rows.append({"how": f"sentiment pyfunc (sorted batches of 64{', bf16' if ours.bf16 else ''})",
+                     "seconds": seconds})
+    source = resolve_base_model("")
+    for dtype in (torch.float32, torch.bfloat16):
+        peer = pipeline("text-classification", model=source, tokenizer=source, device=device, dtype=dtype,
+                        truncation=True, max_length=256)
+        for batch in PEER_BATCHES:
+            seconds = timed(lambda t: peer(t, batch_size=batch), texts)
+            rows.append({"how": f"transformers.pipeline, batch_size={batch}{', bfloat16' if dtype != torch.float32 else ''}",
+                         "seconds": seconds})
+            print(rows[-1], flush=True)
+    for row in rows:
+        row["per_second"] = len(texts) / row["seconds"]
+    ours_row, peers = rows[0], rows[1:]
+    best = max(peers, key=lambda r: r["per_second"])
+    machine = machine_name(device.type)
+    meta = {"date": datetime.date.today().isoformat(), "machine": machine, "device": device.type,
+            "reviews": len(texts), "torch": torch.__version__, "best_peer": best["how"],
+            "vs_best_peer": ours_row["per_second"] / best["per_second"]}
+    lines = [f"Review scoring, {len(texts):,} Amazon reviews, max length 256 ({meta['date']}, {machine})", "",
+             "| how | seconds | reviews/s | pyfunc vs this |", "|---|---:|---:|---:|"]
+    for row in rows:
+        lines.append(f"| {row['how']} | {row['seconds']:.2f} | {row['per_second']:.1f} | "
+                     f"{ours_row['per_second'] / row['per_second']:.2f}x |")
+    lines += ["", f"Against the peer's best setting here ({best['how']}): {meta['vs_best_peer']:.2f}x."]
+    write_results(f"scoring_{device.type}", {**meta, "results": rows}, lines)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
