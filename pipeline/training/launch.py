@@ -67,7 +67,9 @@ def launch(job: dict[str, Any], processes: int, device: torch.device) -> dict[st
         spec = Path(tmp) / "job.json"
         history_file = Path(tmp) / "history.json"
         spec.write_text(json.dumps({**job, "history_file": str(history_file), "device": device.type}))
-        env = dict(os.environ)
+        # the ranks import this package however this process found it
+        root = str(Path(__file__).resolve().parents[2])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
         if device.type == "cpu":  # share the cores among the ranks instead of each taking all
             env["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // processes))
         command = [sys.executable, "-m", "pipeline.training.launch", "agent", str(processes), str(spec)]
@@ -96,7 +98,7 @@ def _worker(spec_path: str) -> None:
     job = json.loads(Path(spec_path).read_text())
     rank, local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
-                        format=f"[rank {rank}] %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
+                        format=f"[rank {rank}] %(name)s: %(message)s", stream=sys.stdout)
     if job["device"] == "cuda":
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
