@@ -27,7 +27,7 @@ from typing import Any, Callable, Literal, Sequence
 import numpy as np
 import torch
 
-from pipeline.training.parallel import all_gather, all_mean, rank_and_world, shard, wrap
+from pipeline.training.parallel import all_gather, all_mean, batch_rows, rank_and_world, shard, wrap
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ def run_training(
         """(this rank's share of the batch, the global batch's rows, the loss factor)."""
         parts = [shard(b, rank, world) if world > 1 else (b, 1.0) for b in batches]
         pinned = pin_batches([part for part, _ in parts], device)
-        return [(p, _batch_size(b), factor) for p, b, (_, factor) in zip(pinned, batches, parts)]
+        return [(p, batch_rows(b), factor) for p, b, (_, factor) in zip(pinned, batches, parts)]
 
     first = prepare(make_batches(0))
     steps_per_epoch = len(first)
@@ -305,11 +305,6 @@ def run_training(
         model.load_state_dict(best["state"])
         log.info("%s: kept the weights of epoch %d (best validation loss %.4f)", label, best["epoch"] + 1, best["loss"])
     return history
-
-
-def _batch_size(batch: Batch) -> int:
-    first = next(iter(batch.values()))
-    return int(first.shape[0])
 
 
 def augment_tokens(batch: Batch, probability: float, generator: torch.Generator, special_ids: Sequence[int]) -> Batch:

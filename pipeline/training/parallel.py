@@ -21,6 +21,11 @@ def rank_and_world() -> tuple[int, int]:
     return 0, 1
 
 
+def batch_rows(batch: Batch) -> int:
+    """Rows in a collated batch (its first tensor's first dimension)."""
+    return int(next(iter(batch.values())).shape[0])
+
+
 def shard(batch: Batch, rank: int, world: int) -> tuple[Batch, float]:
     """This rank's share of a global batch, and the factor that makes the average of the
     ranks' losses the global batch's mean loss.
@@ -30,7 +35,7 @@ def shard(batch: Batch, rank: int, world: int) -> tuple[Batch, float]:
     left with no row (a last batch smaller than the world) computes on the first row with
     factor 0, so every rank still takes part in the gradient average. For a loss that is a
     mean over rows the result is the single-process gradient (up to float rounding)."""
-    rows = int(next(iter(batch.values())).shape[0])
+    rows = batch_rows(batch)
     take = torch.arange(rank, rows, world)
     share = len(take) * world / rows
     if not len(take):
@@ -46,7 +51,7 @@ def shard(batch: Batch, rank: int, world: int) -> tuple[Batch, float]:
 
 def all_mean(value: float) -> float:
     """The mean of ``value`` over the ranks (the value itself in a single process)."""
-    rank, world = rank_and_world()
+    world = rank_and_world()[1]
     if world == 1:
         return value
     tensor = torch.tensor([value], dtype=torch.float64,
@@ -57,7 +62,7 @@ def all_mean(value: float) -> float:
 
 def all_gather(value: Any) -> list[Any]:
     """Every rank's ``value`` (a picklable object), in rank order."""
-    rank, world = rank_and_world()
+    world = rank_and_world()[1]
     if world == 1:
         return [value]
     out: list[Any] = [None] * world
