@@ -1,7 +1,7 @@
 """
 ### Retail ingest
 
-Daily, for each feed (sales, reviews, interactions, catalog):
+Daily, for each feed (sales, reviews, interactions, catalog, and the optional stock and plan):
 
 1. **land** copies `<landing>/<feed>/<logical date>/` into the lake's raw zone with a
    manifest (files, sizes, sha256). A day without a drop is *skipped* (or fails, with

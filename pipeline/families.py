@@ -10,7 +10,8 @@ Signatures, the same for every family (``hp``: the family's training settings,
 - ``build(frames: {feed: DataFrame}, hp) -> FamilyData``: train/holdout split of the
   family's validated feeds (the latest row per key);
 - ``question(data) -> DataFrame``: what any model of the family is asked about the holdout;
-- ``baseline(data, hp) -> predictions``, in the model's output format;
+- ``baseline(data, hp) -> predictions``, in the model's output format (and the same for
+  each of ``more_baselines``: the gate's baseline is the best of them on the primary metric);
 - ``score(predictions, data, hp) -> {metric: value}``;
 - ``slices(predictions, data, hp) -> {dimension: {value: {"metric", "n"}}}``;
 - ``plot(predictions by role, data, hp) -> (name, matplotlib Figure)``.
@@ -50,11 +51,19 @@ class Family:
     # training settings passed to the pyfunc as MLflow params (declared in its signature)
     serving_params: tuple[str, ...] = ()
     consumer: str = ""  # the consumer task that runs on its champion (see dags/retail_consumers.py)
+    optional_feeds: tuple[str, ...] = ()  # read into ``build``'s frames when they have validated data
+    # further baselines, reported beside ``baseline``; the gate compares with the best of them all
+    more_baselines: tuple[str, ...] = ()
 
     def function(self, field: str) -> Callable[..., Any]:
         """The function named by ``field`` (``build``, ``question``, ``baseline``, ...)."""
-        module, _, name = getattr(self, field).partition(":")
-        return getattr(importlib.import_module(module), name)
+        return self.function_named(getattr(self, field))
+
+    @staticmethod
+    def function_named(name: str) -> Callable[..., Any]:
+        """The function ``"module:name"``."""
+        module, _, attr = name.partition(":")
+        return getattr(importlib.import_module(module), attr)
 
     def module(self) -> ModuleType:
         return importlib.import_module(self.model_module)
@@ -79,16 +88,19 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     ),
     Family(
         name="forecaster", model_name="retail-demand-forecaster", feeds=("sales",), consumer="inventory_plan",
+        optional_feeds=("plan",),
         model_module="pipeline.training.forecaster", pyfunc_class="ForecasterModel",
         hyperparameters="pipeline.settings:ForecasterTraining", warm_start=True,
         primary_metric="wape",
         build="pipeline.datasets:sales_dataset",
         question="pipeline.datasets:sales_question",
         baseline="pipeline.evaluation.baselines:seasonal_naive",
+        more_baselines=("pipeline.evaluation.baselines:gradient_boosting",),
         score="pipeline.evaluation.scoring:forecast_score",
         slices="pipeline.evaluation.slices:by_store",
         plot="pipeline.evaluation.plots:forecast_plot",
         example_key=("store_id", "sku"),
+        serving_params=("service_level",),
     ),
     Family(
         name="recommender", model_name="retail-recommender", feeds=("interactions", "catalog"),

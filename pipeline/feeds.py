@@ -102,7 +102,22 @@ STOCK = Feed(
     key=("date", "store_id", "sku"),
 )
 
-FEEDS: dict[str, Feed] = {f.name: f for f in (SALES, REVIEWS, INTERACTIONS, CATALOG, STOCK)}
+# optional: the promotion calendar and planned prices per store, sku and period, the
+# forecaster's known future inputs. A plan is about the future: its dates may lie after
+# the drop's date. A later drop's row replaces an earlier one with the same key.
+PLAN = Feed(
+    "plan",
+    (
+        Column("date", "date", required=True),
+        Column("store_id", "string", required=True, not_blank=True),
+        Column("sku", "string", required=True, not_blank=True),
+        Column("price", "number", min_value=0, strict_min=True),
+        Column("promo", "flag"),
+    ),
+    key=("date", "store_id", "sku"),
+)
+
+FEEDS: dict[str, Feed] = {f.name: f for f in (SALES, REVIEWS, INTERACTIONS, CATALOG, STOCK, PLAN)}
 
 
 def get_feed(name: str) -> Feed:

@@ -26,14 +26,21 @@ def sales_frame(sales: pd.DataFrame) -> pd.DataFrame:
     """The forecaster's columns, numbers as float64: a model's signature then accepts
     missing prices and promo flags, which nullable integer columns would not carry."""
     frame = sales[COLUMNS].copy()
-    frame["date"] = pd.to_datetime(frame["date"])
+    frame["store_id"], frame["sku"] = frame["store_id"].astype(str), frame["sku"].astype(str)
+    frame["date"] = pd.to_datetime(frame["date"]).astype("datetime64[ns]")
     return frame.astype({"units": "float64", "price": "float64", "promo": "float64"})
+
+
+def future_dates(last: pd.Timestamp, horizon: int, period_days: float) -> list[pd.Timestamp]:
+    """The ``horizon`` periods after ``last``, ``period_days`` apart."""
+    return [last + pd.Timedelta(days=period_days * step) for step in range(1, horizon + 1)]
 
 
 def forecast_input(
     history: pd.DataFrame,
-    future: pd.DataFrame | None = None,
+    dates: list[pd.Timestamp] | None = None,
     *,
+    plan: pd.DataFrame | None = None,
     horizon: int = 0,
     period_days: float = 7.0,
     context: int | None = None,
@@ -41,21 +48,59 @@ def forecast_input(
     """The question asked of a forecaster: each series' history (its last ``context``
     rows, or all), then the periods to forecast with units empty.
 
-    ``future`` gives those periods with their known price and promo (the holdout's rows,
-    say). Without it, each series gets ``horizon`` periods after its last row,
-    ``period_days`` apart, at its last price and without promotion."""
+    Every series is asked about the same periods: ``dates``, or else the ``horizon``
+    periods after the last date of the whole history, ``period_days`` apart. Their price
+    and promo come from ``plan`` (the plan feed: date, store_id, sku, price, promo) where it
+    has them; otherwise the stated assumption holds: the series' last known price, no
+    promotion. ``frame.attrs["basis"]`` says which basis was used, for the logs."""
     frame = sales_frame(history).sort_values([*SERIES_KEY, "date"], kind="stable")
     if context:
         frame = frame.groupby(SERIES_KEY).tail(context)
-    if future is None:
-        last = frame.groupby(SERIES_KEY).tail(1)
-        future = pd.concat([
-            last.assign(date=last["date"] + pd.Timedelta(days=period_days * step), promo=0.0)
-            for step in range(1, horizon + 1)
-        ], ignore_index=True)
+    if dates is None:
+        dates = future_dates(frame["date"].max(), horizon, period_days) if len(frame) else []
+    dates = pd.to_datetime(pd.Series(list(dates), dtype="datetime64[ns]")).drop_duplicates().sort_values()
+    keys = frame[SERIES_KEY].drop_duplicates()
+    last_price = frame.dropna(subset=["price"]).groupby(SERIES_KEY)["price"].last().rename("last_price")
+    future = keys.merge(pd.DataFrame({"date": dates.to_numpy()}), how="cross")
+    future = future.merge(last_price.reset_index(), on=SERIES_KEY, how="left")
+    planned = pd.Series(False, index=future.index)
+    future["price"], future["promo"] = future.pop("last_price"), 0.0
+    if plan is not None and len(plan) and len(future):
+        rows = plan_frame(plan)
+        merged = future[[*SERIES_KEY, "date"]].merge(rows, on=[*SERIES_KEY, "date"], how="left")
+        price, promo = merged["price"].to_numpy(), merged["promo"].to_numpy()
+        planned = pd.Series(~np.isnan(price) | ~np.isnan(promo), index=future.index)
+        future["price"] = np.where(np.isnan(price), future["price"], price)
+        future["promo"] = np.where(np.isnan(promo), 0.0, promo)
     asked = sales_frame(future.assign(units=np.nan))
     out = pd.concat([frame, asked], ignore_index=True)
-    return out.sort_values([*SERIES_KEY, "date"], kind="stable").reset_index(drop=True)
+    out = out.sort_values([*SERIES_KEY, "date"], kind="stable").reset_index(drop=True)
+    out.attrs["basis"] = covariate_basis(int(planned.sum()), len(future))
+    return out
+
+
+ASSUMPTION = "last known price, no promotion"
+
+
+def covariate_basis(planned: int, periods: int) -> str:
+    """How the future periods' price and promo were set, in words."""
+    if planned == 0:
+        return f"no plan for the {periods} future periods: {ASSUMPTION}"
+    if planned == periods:
+        return f"plan feed for all {periods} future periods"
+    return f"plan feed for {planned} of {periods} future periods; the others: {ASSUMPTION}"
+
+
+def plan_frame(plan: pd.DataFrame) -> pd.DataFrame:
+    """The plan feed's rows typed like the sales: store_id, sku, date, price (NaN where not
+    planned), promo (NaN where not planned)."""
+    out = plan.reindex(columns=[*SERIES_KEY, "date", "price", "promo"]).copy()
+    out["store_id"], out["sku"] = out["store_id"].astype(str), out["sku"].astype(str)
+    out["date"] = pd.to_datetime(out["date"]).astype("datetime64[ns]")
+    out["price"] = pd.to_numeric(out["price"], errors="coerce").astype(float)
+    out["price"] = out["price"].where(out["price"] > 0)
+    out["promo"] = pd.to_numeric(out["promo"], errors="coerce").astype(float)
+    return out.drop_duplicates([*SERIES_KEY, "date"], keep="last")
 
 
 def clean(frame: pd.DataFrame) -> pd.DataFrame:
@@ -69,6 +114,11 @@ def clean(frame: pd.DataFrame) -> pd.DataFrame:
     out["price"] = price.where(price > 0)  # a price of 0 or less is treated as unknown
     out["promo"] = pd.to_numeric(out["promo"], errors="coerce").astype(float).fillna(0.0).clip(0, 1)
     return out.sort_values([*SERIES_KEY, "date"], kind="stable").reset_index(drop=True)
+
+
+def holdout_cutoff(dates: pd.Series, horizon: int, period_days: float) -> pd.Timestamp:
+    """The last date before the calendar's final ``horizon`` periods (half a period of slack)."""
+    return pd.Timestamp(dates.max()) - pd.Timedelta(days=period_days * (horizon - 0.5))
 
 
 def days_since_epoch(dates: pd.Series) -> np.ndarray:

@@ -55,11 +55,17 @@ class ForecasterTraining(BaseModel):
     epochs: int = 10
     batch_size: int = 64
     windows_per_series: int = 8
+    # at least this many batches an epoch: a panel of a few long series (a store's departments)
+    # would otherwise train for a handful of steps
+    min_batches_per_epoch: int = 50
     learning_rate: float = 3e-3
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     d_model: int = 32
     num_samples: int = 50  # sample paths drawn per forecast (quantiles)
+    # the quantile the inventory plan orders up to: evaluation scores it (the gate's service-level
+    # rule) and the inventory plan uses it; the calibration window before the holdout sets it
+    service_level: float = 0.95
     # seasonal-naive baseline; 0: from the sales' period (52 weeks, 7 days, 12 months)
     season_length: int = 0
 
@@ -119,6 +125,10 @@ class GateSettings(BaseModel):
         "forecaster": {"wape": 0.9, "mase": 1.5, "abs_bias": 0.5},
         "recommender": {},
     }
+    # forecasts whose service-level quantile is the plan: the holdout share of periods with demand
+    # above it must lie within this distance of 1 - service level (a plan that promises 5% of
+    # stock-outs and delivers 13% is refused, and so is one that overstocks to deliver 1%)
+    service_level_tolerance: dict[str, float] = {"forecaster": 0.02}
     # the challenger may be worse than the champion by at most this much on the primary metric
     champion_tolerance: float = 0.0
     slices: dict[str, list[SliceRule]] = {
@@ -247,7 +257,6 @@ class Settings(BaseSettings):
     families: list[str] | None = None
     training: TrainingSettings = TrainingSettings()
     gate: GateSettings = GateSettings()
-    inventory_service_level: float = 0.95
     # review insights: labels that count as negative, and the jump in a sku's negative share
     # (last day against the days before, at least this many reviews on each side) that alerts
     negative_labels: list[str] = ["negative", "other"]
@@ -255,7 +264,10 @@ class Settings(BaseSettings):
     negative_jump_min_reviews: int = 5
     # recommendations: items with at least this share of negative reviews go to the end (0: off)
     demote_negative_share: float = 0.5
+    # an order placed now arrives after the lead time and must last until the next order can
+    # arrive: it covers lead time + review period (periods of the forecaster's grid)
     inventory_lead_time_periods: int = 1
+    inventory_review_period_periods: int = 1
 
     @field_validator("families")
     @classmethod

@@ -9,8 +9,9 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from pipeline.datasets import FamilyData, interaction_question
-from pipeline.series import clean, default_season, ffill, infer_period_days, series_keys, split_by_key, to_grid
+from pipeline.datasets import FamilyData, interaction_question, sales_question
+from pipeline.series import (SERIES_KEY, clean, days_since_epoch, default_season, ffill, infer_period_days,
+                             series_keys, split_by_key, to_grid)
 
 FORECAST_COLUMNS = ["store_id", "sku", "date", "forecast", "p10", "p50", "p90"]
 RANKING_COLUMNS = ["customer_id", "rank", "sku", "score"]
@@ -33,33 +34,136 @@ def tfidf_logistic_regression(data: FamilyData, hp: Any = None) -> pd.DataFrame:
 
 
 def seasonal_naive(data: FamilyData, hp: Any) -> pd.DataFrame:
-    """Each holdout period gets the value a season earlier (``hp.season_length`` periods, or
-    by default a year of weekly or monthly data, a week of daily data) on the series' period
-    grid, gaps carrying the last value; or the last value when the history is shorter."""
-    history = clean(data.train)
-    history = history[history["units"].notna()]
-    future = clean(data.holdout)
-    period_days = infer_period_days(history)
-    season = hp.season_length or default_season(period_days)
-    keys = series_keys(history, future)
+    """Each asked period gets the series' value at the same point of the latest season
+    (``hp.season_length`` periods, or by default a year of weekly or monthly data, a week of
+    daily data) on its period grid, gaps carrying the last value; or the last value when the
+    history is shorter than a season."""
+    history, future, period = _question(data)
+    season = hp.season_length or default_season(period)
     parts = []
-    for rows, past in zip(split_by_key(future, keys), split_by_key(history, keys)):
-        k = len(rows)
-        if not k:
+    for past, rows in zip(*_by_series(history, future)):
+        if not len(rows):
             continue
-        units = to_grid(past, period_days).units
-        n = len(units)
-        steps = np.arange(k)  # future step h = steps + 1
-        if n == 0:
-            values = np.zeros(k)
+        grid = to_grid(past, period)
+        units = ffill(np.clip(grid.units, 0, None)) if grid.n else np.zeros(1)
+        if grid.n == 0 or grid.n < season:
+            values = np.repeat(units[-1], len(rows))
         else:
-            units = ffill(np.clip(units, 0, None))
-            values = np.repeat(units[-1], k) if n < season else units[n - season + steps % season]
-        values = np.clip(values, 0, None)
-        parts.append(pd.DataFrame({
-            "store_id": rows["store_id"].to_numpy(), "sku": rows["sku"].to_numpy(), "date": rows["date"].to_numpy(),
-            "forecast": values, "p10": values, "p50": values, "p90": values,
-        }))
+            pos = _grid_positions(rows["date"], grid, period)  # > n - 1: periods after the history
+            back = np.ceil((pos - (grid.n - 1)) / season).clip(min=1).astype(int)
+            values = units[pos - season * back]
+        parts.append(_forecast_rows(rows, values, values, values))
+    return _concat_forecasts(parts)
+
+
+# HistGradientBoosting on the question's features: one global model, log1p(units) target,
+# direct multi-step (the step ahead is a feature); fixed settings a data team would start from.
+# (Targets relative to the recent level were tried: WAPE 0.473 against 0.459 on the bundled
+# orange-juice data with its plan, so the plain target stays.)
+GBM_PARAMS = {"max_iter": 300, "learning_rate": 0.05, "max_leaf_nodes": 31, "min_samples_leaf": 40,
+              "l2_regularization": 1.0, "random_state": 0}
+GBM_FEATURES = ["step", "lag_1", "lag_2", "lag_3", "lag_4", "mean_4", "mean_13", "seasonal", "price_ratio",
+                "promo", "week_sin", "week_cos", "store", "sku"]
+
+
+def gradient_boosting(data: FamilyData, hp: Any) -> pd.DataFrame:
+    """scikit-learn's HistGradientBoostingRegressor on lags, rolling means, the value a
+    season back, calendar, price and promo (one global model for all series), asked the
+    same question as the forecaster: train on every origin of the history, then forecast
+    the asked periods from the end of each series' history."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    history, future, period = _question(data)
+    season = hp.season_length or default_season(period)
+    horizon = max(1, int(future.groupby(SERIES_KEY).size().max())) if len(future) else 1
+    pasts, rows_by_series = _by_series(history, future)
+    train_parts, ask_parts = [], []
+    for code, (past, rows) in enumerate(zip(pasts, rows_by_series)):
+        grid = to_grid(past, period)
+        if grid.n == 0:
+            continue
+        store, sku = str(past["store_id"].iloc[0]), str(past["sku"].iloc[0])
+        level = np.log1p(ffill(np.clip(grid.units, 0, None)))
+        observed = ~np.isnan(grid.units)
+        # training: every origin t and step h whose target period t + h has a row
+        for h in range(1, horizon + 1):
+            t = np.arange(0, grid.n - h)
+            t = t[observed[t + h]]
+            if len(t):
+                train_parts.append(_gbm_features(level, grid, period, t, t + h, h, season, store, sku)
+                                   .assign(target=level[t + h]))
+        if len(rows):
+            pos = _grid_positions(rows["date"], grid, period)
+            origin = np.full(len(rows), grid.n - 1)
+            asked = _gbm_features(level, grid, period, origin, pos, pos - origin, season, store, sku,
+                                  price=rows["price"].to_numpy(float), promo=rows["promo"].to_numpy(float))
+            ask_parts.append((rows, asked))
+    if not ask_parts:
+        return _concat_forecasts([])
+    train = pd.concat(train_parts, ignore_index=True)
+    categories = {c: pd.CategoricalDtype(sorted(train[c].unique())) for c in ("store", "sku")}
+    model = HistGradientBoostingRegressor(categorical_features=["store", "sku"], **GBM_PARAMS)
+    model.fit(train[GBM_FEATURES].astype(categories), train["target"])
+    asked = pd.concat([a for _, a in ask_parts], ignore_index=True)[GBM_FEATURES].astype(categories)
+    values = np.clip(np.expm1(model.predict(asked)), 0, None)
+    rows = pd.concat([r for r, _ in ask_parts], ignore_index=True)
+    return _forecast_rows(rows, values, values, values)
+
+
+def _gbm_features(level: np.ndarray, grid: Any, period: float, origin: np.ndarray, target: np.ndarray,
+                  step: np.ndarray | int, season: int, store: str, sku: str, price: np.ndarray | None = None,
+                  promo: np.ndarray | None = None) -> pd.DataFrame:
+    """Features of forecasting grid position ``target`` from position ``origin`` (log1p units)."""
+    cumulative = np.concatenate([[0.0], np.cumsum(level)])
+
+    def lag(k: int) -> np.ndarray:
+        return level[np.clip(origin - k, 0, None)]
+
+    def mean(k: int) -> np.ndarray:
+        start = np.clip(origin + 1 - k, 0, None)
+        return (cumulative[origin + 1] - cumulative[start]) / (origin + 1 - start)
+
+    back = target - season * np.ceil((target - origin) / season).clip(min=1).astype(int)
+    seasonal = np.where(back >= 0, level[np.clip(back, 0, None)], np.nan)
+    inside = np.clip(target, 0, grid.n - 1)
+    if price is None:
+        price, promo = grid.price[inside], grid.promo[inside]
+    price = np.where(np.isnan(price), grid.price[-1], price)
+    days = grid.days[0] + target * period
+    year = 2 * np.pi * days / 365.2425
+    return pd.DataFrame({
+        "step": np.broadcast_to(step, origin.shape).astype(float), "lag_1": lag(0), "lag_2": lag(1),
+        "lag_3": lag(2), "lag_4": lag(3), "mean_4": mean(4), "mean_13": mean(13), "seasonal": seasonal,
+        "price_ratio": np.log(price / grid.median_price), "promo": promo, "week_sin": np.sin(year),
+        "week_cos": np.cos(year), "store": store, "sku": sku,
+    })
+
+
+def _question(data: FamilyData) -> tuple[pd.DataFrame, pd.DataFrame, float]:
+    """The family's question split into history and asked rows, and the grid spacing."""
+    question = clean(sales_question(data))
+    history = question[question["units"].notna()]
+    return history, question[question["units"].isna()], infer_period_days(history)
+
+
+def _by_series(history: pd.DataFrame, future: pd.DataFrame) -> tuple[list[pd.DataFrame], list[pd.DataFrame]]:
+    keys = series_keys(history, future)
+    return split_by_key(history, keys), split_by_key(future, keys)
+
+
+def _grid_positions(dates: pd.Series, grid: Any, period: float) -> np.ndarray:
+    """Grid positions of ``dates`` on a series' grid (beyond its end for future dates)."""
+    return np.rint((days_since_epoch(dates) - grid.days[0]) / period).astype(int)
+
+
+def _forecast_rows(rows: pd.DataFrame, forecast: np.ndarray, p10: np.ndarray, p90: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame({
+        "store_id": rows["store_id"].to_numpy(), "sku": rows["sku"].to_numpy(), "date": rows["date"].to_numpy(),
+        "forecast": forecast, "p10": p10, "p50": forecast, "p90": p90,
+    })
+
+
+def _concat_forecasts(parts: list[pd.DataFrame]) -> pd.DataFrame:
     if not parts:
         return pd.DataFrame({c: pd.Series(dtype=float) for c in FORECAST_COLUMNS})
     return pd.concat(parts, ignore_index=True)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import pandas as pd
 
 from pipeline.datasets import FamilyData, load_dataset
-from pipeline.evaluation.gate import ROLES, GateDecision, evaluate_gate
+from pipeline.evaluation.gate import LOWER_IS_BETTER, ROLES, GateDecision, evaluate_gate
 from pipeline.families import Family, get_family
 from pipeline.lake import lake_from_settings
 from pipeline.registry import champion_version
@@ -34,31 +35,51 @@ def evaluate_run(settings: Settings, family: str, dataset_uri: str, run_id: str)
     record = get_family(family)
     hp = settings.hyperparameters(family)
     question = record.function("question")(data)
+    if question.attrs.get("basis"):
+        log.info("%s question: %s", family, question.attrs["basis"])
     model_uri = mlflow.get_run(run_id).data.tags["model_uri"]
-    predictions = {
-        "challenger": mlflow.pyfunc.load_model(model_uri).predict(question),
-        "baseline": record.function("baseline")(data, hp),
-    }
+    score, slicer = record.function("score"), record.function("slices")
+    predictions = {"challenger": mlflow.pyfunc.load_model(model_uri).predict(question)}
     champion = champion_version(settings, family)
     if champion is not None:
         uri = f"models:/{settings.model_name(family)}/{champion}"  # the version read above, even if the alias moves
         predictions["champion"] = mlflow.pyfunc.load_model(uri).predict(question)
-    score, slicer = record.function("score"), record.function("slices")
-    results = {role: score(p, data, hp) for role, p in predictions.items()}
+    baselines = {}
+    for name in (record.baseline, *record.more_baselines):
+        started = time.perf_counter()
+        baseline = record.function_named(name)(data, hp)
+        baselines[name.rpartition(":")[2]] = (baseline, score(baseline, data, hp))
+        log.info("baseline %s scored in %.1f s", name, time.perf_counter() - started)
+    best = min(baselines, key=lambda n: (primary_rank(record.primary_metric, baselines[n][1]), n))
+    predictions["baseline"] = baselines[best][0]
+    results = {role: score(p, data, hp) if role != "baseline" else baselines[best][1]
+               for role, p in predictions.items()}
     slices = {role: slicer(p, data, hp) for role, p in predictions.items()}
     with mlflow.start_run(run_id=run_id) as run:
         log.info("MLflow run: %s", run_address(settings, run.info.experiment_id, run_id))
         for role, metrics in results.items():
             mlflow.log_metrics({mlflow_key(f"{role}_{k}"): v for k, v in metrics.items()})
-        mlflow.set_tags({"champion_version_at_evaluation": champion or "none",
-                         "evaluation_set_uri": f"{dataset_uri}/holdout.parquet"})
-        mlflow.log_dict({"champion_version": champion, **results}, "evaluation/metrics.json")
+        for name, (_, metrics) in baselines.items():
+            mlflow.log_metrics({mlflow_key(f"baselines/{name}/{k}"): v for k, v in metrics.items()})
+        mlflow.set_tags({"champion_version_at_evaluation": champion or "none", "best_baseline": best,
+                         "evaluation_set_uri": f"{dataset_uri}/holdout.parquet",
+                         "question_basis": question.attrs.get("basis", "")[:5000]})
+        mlflow.log_dict({"champion_version": champion, "best_baseline": best, **results,
+                         "baselines": {n: m for n, (_, m) in baselines.items()}}, "evaluation/metrics.json")
         mlflow.log_dict(slices, "evaluation/slices.json")
         _log_evaluation_set(data)
         _log_plot(record, data, predictions, hp)
-    table = pd.DataFrame(results).T
+    table = pd.DataFrame({**results, **{f"baseline {n}": m for n, (_, m) in baselines.items()}}).T
     log.info("%s holdout metrics (%d rows):\n%s", family, len(data.holdout), table.to_string(float_format="%.4f"))
     return run_id
+
+
+def primary_rank(metric: str, metrics: dict[str, float]) -> float:
+    """Sort key: the best value of ``metric`` first, a baseline without it last."""
+    value = metrics.get(metric)
+    if value is None:
+        return float("inf")
+    return value if metric in LOWER_IS_BETTER else -value
 
 
 def _log_evaluation_set(data: FamilyData) -> None:
@@ -98,11 +119,12 @@ def gate_run(settings: Settings, family: str, run_id: str) -> dict:
         role: {k[len(role) + 1:]: v for k, v in metrics.items() if k.startswith(role + "_")} for role in ROLES
     }
     slices = mlflow.artifacts.load_dict(f"runs:/{run_id}/evaluation/slices.json")
+    baselines = mlflow.artifacts.load_dict(f"runs:/{run_id}/evaluation/metrics.json").get("baselines")
     decision: GateDecision = evaluate_gate(
         family, get_family(family).primary_metric, by_role["challenger"], by_role["baseline"],
         by_role["champion"] or None, settings.gate, slices,
     )
-    report = gate_report(decision, by_role, slices, settings.gate)
+    report = gate_report(decision, by_role, slices, settings.gate, baselines)
     with mlflow.start_run(run_id=run_id):
         mlflow.set_tags({"gate_passed": str(decision.passed).lower(),
                          "gate_reasons": "; ".join(f.reason for f in decision.failures) or "all rules passed"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 from pipeline.settings import GateSettings, SliceRule
@@ -95,8 +96,8 @@ def evaluate_gate(
     rules: GateSettings,
     slices: Slices | None = None,
 ) -> GateDecision:
-    """Check the challenger against fixed thresholds, the baseline, the champion and the
-    champion slice by slice; return every failed rule.
+    """Check the challenger against fixed thresholds, its service-level calibration, the
+    baseline, the champion and the champion slice by slice; return every failed rule.
 
     With no champion (the first run) only the thresholds and the baseline apply, and the
     decision says so (``first_model``). ``primary`` is the family's primary metric.
@@ -118,6 +119,23 @@ def evaluate_gate(
         v = value(challenger, name, "maximum")
         if v is not None and v > maximum:
             failures.append(Failure("maximum", name, v, maximum, f"{name} {v:.4f} is above the maximum {maximum:.4f}"))
+
+    tolerance = rules.service_level_tolerance.get(family)
+    if tolerance is not None:
+        share = value(challenger, "exceed_share", "service_level")
+        target = value(challenger, "exceed_target", "service_level")
+        if share is not None and target is not None:
+            # a small holdout's share is noisy: the allowance is the tolerance or 1.96 binomial
+            # standard errors of a holdout this size, whichever is larger
+            n = challenger.get("holdout_rows") or 0
+            allowed = max(tolerance, 1.96 * math.sqrt(target * (1 - target) / n)) if n else tolerance
+            notes.append(f"service level: demand exceeded the planned level in {share:.1%} of {int(n)} holdout "
+                         f"periods (target {target:.1%} +- {allowed:.1%})")
+            if abs(share - target) > allowed:
+                failures.append(Failure(
+                    "service_level", "exceed_share", share, target,
+                    f"demand exceeded the planned level (the service-level quantile) in {share:.1%} of holdout "
+                    f"periods; the plan promises {target:.1%}, and more than {allowed:.1%} off is refused"))
 
     mine = value(challenger, primary, "beats_baseline")
     base = value(baseline, primary, "beats_baseline")

@@ -27,20 +27,36 @@ def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str]) -> dict
     return out
 
 
-def forecast_metrics(
-    actual: Sequence[float], forecast: Sequence[float], naive_mae: float | None = None
-) -> dict[str, float]:
-    """WAPE (sum |error| / sum actual), bias (sum error / sum actual) and its size, and, given the
-    in-sample MAE of a one-step naive forecast, MASE."""
+def forecast_metrics(actual: Sequence[float], forecast: Sequence[float]) -> dict[str, float]:
+    """WAPE (sum |error| / sum actual) and bias (sum error / sum actual) and its size."""
     a = np.asarray(actual, dtype=float)
     f = np.asarray(forecast, dtype=float)
     err = f - a
     denom = max(float(np.abs(a).sum()), 1e-9)
     bias = float(err.sum() / denom)
-    out = {"wape": float(np.abs(err).sum() / denom), "bias": bias, "abs_bias": abs(bias)}
-    if naive_mae:
-        out["mase"] = float(np.abs(err).mean() / naive_mae)
-    return out
+    return {"wape": float(np.abs(err).sum() / denom), "bias": bias, "abs_bias": abs(bias)}
+
+
+def mase(abs_errors: Sequence[Sequence[float]], scales: Sequence[float]) -> tuple[float, int]:
+    """Mean absolute scaled error: each series' mean absolute error over its in-sample
+    (seasonal-)naive MAE, averaged over the series; series whose scale is 0 or unknown
+    are left out. Returns the MASE (NaN when no series has a scale) and the series used."""
+    ratios = [float(np.mean(e)) / s for e, s in zip(abs_errors, scales) if len(e) and s and s > 0]
+    return (float(np.mean(ratios)) if ratios else float("nan")), len(ratios)
+
+
+def naive_scale(units: np.ndarray, season: int) -> float:
+    """In-sample MAE of the seasonal-naive forecast on a series' period grid (NaN where a
+    period has no row): only pairs of observed periods ``season`` apart count, so gaps are
+    not differenced as if adjacent. A series with no such pair (shorter than a season)
+    falls back to lag 1. 0 when no pair exists at all."""
+    for lag in (season, 1):
+        if len(units) > lag:
+            diffs = np.abs(units[lag:] - units[:-lag])
+            diffs = diffs[~np.isnan(diffs)]
+            if len(diffs):
+                return float(diffs.mean())
+    return 0.0
 
 
 def ranking_metrics(

@@ -25,7 +25,9 @@ def gated_metrics(decision: GateDecision, rules: GateSettings, challenger: dict[
 
 
 def gate_report(decision: GateDecision, by_role: dict[str, dict[str, float]], slices: Slices,
-                rules: GateSettings) -> str:
+                rules: GateSettings, baselines: dict[str, dict[str, float]] | None = None) -> str:
+    """``baselines``: every baseline's metrics by name, when the family has more than one
+    (``by_role["baseline"]`` is the best of them)."""
     verdict = "PASSED" if decision.passed else "FAILED"
     lines = [f"# Gate {verdict}: {decision.family}", ""]
     if decision.first_model:
@@ -39,6 +41,15 @@ def gate_report(decision: GateDecision, by_role: dict[str, dict[str, float]], sl
         row = [fmt_metric(by_role.get(role, {}).get(name)) for role in ROLES]
         marker = " (primary)" if name == decision.primary_metric else ""
         lines.append(f"| {name}{marker} | {' | '.join(row)} | {fmt_metric(low)} | {fmt_metric(high)} |")
+    if baselines and len(baselines) > 1:
+        names = sorted(baselines)
+        lines += ["", f"## Every baseline (the gate compares with the best on {decision.primary_metric})", "",
+                  f"| metric | challenger | champion | {' | '.join(names)} |",
+                  "|---|---:|---:|" + "---:|" * len(names)]
+        for metric in sorted(by_role["challenger"]):
+            row = [fmt_metric(by_role.get(role, {}).get(metric)) for role in ("challenger", "champion")]
+            row += [fmt_metric(baselines[n].get(metric)) for n in names]
+            lines.append(f"| {metric} | {' | '.join(row)} |")
     lines += ["", "## Failed rules", ""]
     lines += [f"- **{f.rule}** ({f.metric}): {f.reason}" for f in decision.failures] or ["- none"]
     for rule in rules.slices.get(decision.family, []):

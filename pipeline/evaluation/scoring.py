@@ -9,8 +9,8 @@ from typing import Any
 import pandas as pd
 
 from pipeline.datasets import FamilyData
-from pipeline.evaluation.metrics import classification_metrics, forecast_metrics, ranking_metrics
-from pipeline.series import SERIES_KEY, clean
+from pipeline.evaluation.metrics import classification_metrics, forecast_metrics, mase, naive_scale, ranking_metrics
+from pipeline.series import SERIES_KEY, clean, default_season, infer_period_days, sales_frame, series_keys, to_grid
 
 
 def classification_score(predictions: pd.DataFrame, data: FamilyData, hp: Any = None) -> dict[str, float]:
@@ -19,31 +19,56 @@ def classification_score(predictions: pd.DataFrame, data: FamilyData, hp: Any = 
                                   predictions["label"].astype(str).tolist())
 
 
-def naive_mae(train: pd.DataFrame) -> float:
-    """Mean absolute one-step naive error over all train histories (the MASE scale)."""
-    frame = clean(train)
-    frame = frame[frame["units"].notna()]
-    errors = frame.groupby(SERIES_KEY, sort=False)["units"].diff().abs().dropna()
-    return float(errors.mean()) if len(errors) else 0.0
+def forecast_score(predictions: pd.DataFrame, data: FamilyData, hp: Any) -> dict[str, float]:
+    """WAPE, bias, MASE (per series, seasonal-naive scale), p10-p90 coverage and the share
+    of periods whose demand exceeded the service-level quantile (``p_service``; a
+    prediction without one is its own point forecast), over the holdout."""
+    metrics = forecast_table(join_forecast(predictions, data), series_scales(data, hp), 1 - hp.service_level)
+    metrics["series_unscored"] = len(series_keys(data.train)) - len(series_keys(data.holdout))
+    return metrics
 
 
-def forecast_score(predictions: pd.DataFrame, data: FamilyData, hp: Any = None) -> dict[str, float]:
-    """WAPE, bias, MASE and 80% interval coverage of ``predictions`` on the holdout."""
+def join_forecast(predictions: pd.DataFrame, data: FamilyData) -> pd.DataFrame:
+    """The holdout rows with their predictions; every holdout row must have one."""
     keys = [*SERIES_KEY, "date"]
-    holdout = data.holdout[[*keys, "units"]].copy()
-    preds = predictions[[*keys, "forecast", "p10", "p90"]].copy()
-    for frame in (holdout, preds):
-        frame["store_id"] = frame["store_id"].astype(str)
-        frame["sku"] = frame["sku"].astype(str)
-        frame["date"] = pd.to_datetime(frame["date"]).astype("datetime64[ns]")
+    holdout = sales_frame(data.holdout)[[*keys, "units"]]
+    columns = [c for c in ("forecast", "p10", "p90", "p_service") if c in predictions]
+    preds = predictions[[*keys, *columns]].assign(
+        store_id=predictions["store_id"].astype(str), sku=predictions["sku"].astype(str),
+        date=pd.to_datetime(predictions["date"]).astype("datetime64[ns]"))
     joined = holdout.merge(preds, on=keys, how="left", validate="one_to_one")
     missing = int(joined["forecast"].isna().sum())
     if missing:
         raise ValueError(f"{missing} of {len(joined)} holdout rows have no forecast")
+    for column in ("p10", "p90", "p_service"):
+        if column not in joined:
+            joined[column] = joined["forecast"]
+    return joined
+
+
+def series_scales(data: FamilyData, hp: Any) -> dict[tuple[str, str], float]:
+    """Each series' MASE scale: its in-sample seasonal-naive MAE on the period grid."""
+    train = clean(data.train)
+    train = train[train["units"].notna()]
+    period = infer_period_days(train)
+    season = getattr(hp, "season_length", 0) or default_season(period)
+    return {(str(s), str(k)): naive_scale(to_grid(rows, period).units, season)
+            for (s, k), rows in train.groupby(SERIES_KEY, sort=False)}
+
+
+def forecast_table(joined: pd.DataFrame, scales: dict[tuple[str, str], float], exceed_target: float) -> dict[str, float]:
+    """The forecast metrics of a joined frame (all of the holdout, or one store's rows)."""
     actual = joined["units"].to_numpy(float)
-    metrics = forecast_metrics(actual, joined["forecast"].to_numpy(float), naive_mae(data.train) or None)
+    metrics = forecast_metrics(actual, joined["forecast"].to_numpy(float))
+    errors = (joined["forecast"] - joined["units"]).abs().groupby([joined["store_id"], joined["sku"]], sort=False)
+    groups = [(key, e.to_numpy(float)) for key, e in errors]
+    metrics["mase"], metrics["mase_series"] = mase([e for _, e in groups], [scales.get(k, 0.0) for k, _ in groups])
     inside = (actual >= joined["p10"].to_numpy(float)) & (actual <= joined["p90"].to_numpy(float))
-    metrics["coverage_80"] = float(inside.mean()) if len(inside) else 0.0
+    metrics["coverage_80"] = float(inside.mean()) if len(inside) else float("nan")
+    above = actual > joined["p_service"].to_numpy(float)
+    metrics["exceed_share"] = float(above.mean()) if len(above) else float("nan")
+    metrics["exceed_target"] = exceed_target
+    metrics["series_scored"], metrics["holdout_rows"] = len(groups), len(joined)
     return metrics
 
 

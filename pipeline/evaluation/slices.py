@@ -3,7 +3,8 @@
 Each slicer is ``slicer(predictions, data, hp) -> {dimension: {slice value: {"metric":
 value, "n": holdout rows}}}``:
 - :func:`by_class`, dimension ``class``: the recall of each true class;
-- :func:`by_store`, dimension ``store``: the WAPE of each store's holdout periods;
+- :func:`by_store`, dimension ``store``: the WAPE of each store's holdout periods (and its
+  other forecast metrics beside it);
 - :func:`by_category`, dimension ``category``: hit rate at ``hp.top_k`` of the customers
   whose held-out item is in that catalog category.
 """
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.datasets import FamilyData
+from pipeline.evaluation.scoring import forecast_table, join_forecast, series_scales
 
 SliceTable = dict[str, dict[str, dict[str, float]]]
 
@@ -31,17 +33,16 @@ def by_class(predictions: pd.DataFrame, data: FamilyData, hp: Any = None) -> Sli
     return {"class": _table(grouped.mean(), grouped.size())}
 
 
-def by_store(predictions: pd.DataFrame, data: FamilyData, hp: Any = None) -> SliceTable:
-    keys = ["store_id", "sku", "date"]
-    actual = data.holdout[keys + ["units"]].assign(date=lambda f: pd.to_datetime(f["date"]).astype("datetime64[ns]"))
-    preds = predictions[keys + ["forecast"]].assign(date=lambda f: pd.to_datetime(f["date"]).astype("datetime64[ns]"))
-    for frame in (actual, preds):
-        frame["store_id"], frame["sku"] = frame["store_id"].astype(str), frame["sku"].astype(str)
-    joined = actual.merge(preds, on=keys, how="left")
-    joined["abs_error"] = (joined["forecast"] - joined["units"]).abs()
-    sums = joined.groupby("store_id")[["abs_error", "units"]].sum()
-    wape = sums["abs_error"] / sums["units"].clip(lower=1e-9)
-    return {"store": _table(wape, joined.groupby("store_id").size())}
+def by_store(predictions: pd.DataFrame, data: FamilyData, hp: Any) -> SliceTable:
+    """Each store's WAPE (``metric``), with its MASE, bias, coverage and exceed share."""
+    joined = join_forecast(predictions, data)
+    scales = series_scales(data, hp)
+    table = {}
+    for store, rows in joined.groupby("store_id", sort=True):
+        metrics = forecast_table(rows, scales, 1 - hp.service_level)
+        table[str(store)] = {"metric": metrics["wape"], "n": len(rows),
+                             **{k: metrics[k] for k in ("mase", "bias", "coverage_80", "exceed_share")}}
+    return {"store": table}
 
 
 def by_category(predictions: pd.DataFrame, data: FamilyData, hp: Any) -> SliceTable:

@@ -98,6 +98,7 @@ DRIFT_METRICS: dict[str, dict[str, DriftMetric]] = {
     },
     "catalog": {},
     "stock": {},
+    "plan": {},
 }
 
 

@@ -66,11 +66,12 @@ def champion_model_dir(settings: Settings, family: str, into: Path) -> Path | No
 
 
 def dataset_digest(data: FamilyData) -> str:
-    """A digest of what the model learns from and is judged on (train, holdout and
-    catalog: columns, types and every value): a dataset rebuilt from the same validated
+    """A digest of what the model learns from and is judged on (train, holdout, catalog
+    and plan: columns, types and every value): a dataset rebuilt from the same validated
     partitions has the same digest, one rebuilt from changed data another."""
     digest = hashlib.sha256()
-    for name, frame in (("train", data.train), ("holdout", data.holdout), ("catalog", data.catalog)):
+    for name, frame in (("train", data.train), ("holdout", data.holdout), ("catalog", data.catalog),
+                        ("plan", data.plan)):
         if frame is None:
             continue
         digest.update(json.dumps([name, list(map(str, frame.columns)), list(map(str, frame.dtypes))]).encode())

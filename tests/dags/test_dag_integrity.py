@@ -45,7 +45,7 @@ def test_dag_files_import_nothing_heavy_at_module_level(dag_file):
 
 def test_ingest_lands_validates_then_checks_each_feed_and_updates_its_asset(dagbag):
     dag = dagbag.dags["retail_ingest"]
-    for feed in ("sales", "reviews", "interactions", "catalog"):
+    for feed in ("sales", "reviews", "interactions", "catalog", "stock", "plan"):
         land, validate, check = (dag.get_task(f"{step}_{feed}") for step in ("land", "validate", "check"))
         assert land.downstream_task_ids == {f"validate_{feed}"}
         assert f"check_{feed}" in validate.downstream_task_ids and not validate.outlets

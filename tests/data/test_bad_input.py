@@ -13,7 +13,7 @@ import pytest
 
 from pipeline.ingest.land import land_drop
 from pipeline.ingest.publish import validate_and_publish
-from pipeline.validated import read_validated
+from pipeline.validated import read_latest, read_validated
 from pipeline.ingest.validate import DropRejected
 from pipeline.lake import Lake
 
@@ -23,6 +23,15 @@ SALES_HEADER = "date,store_id,sku,units,price,promo\n"
 
 def good_sales(stores: int = 40, sku: str = "OJ01") -> str:
     return "".join(f"2026-09-28,{s},{sku},{s},0.05,0\n" for s in range(1, stores + 1))
+
+
+PLAN_HEADER = "date,store_id,sku,price,promo\n"
+
+
+def good_plan(stores: int = 10) -> str:
+    """Four weeks of a promotion calendar per store: the last three after the drop's date."""
+    weeks = ("2026-09-28", "2026-10-05", "2026-10-12", "2026-10-19")
+    return "".join(f"{w},{s},OJ01,0.05,{i % 2}\n" for s in range(1, stores + 1) for i, w in enumerate(weeks))
 
 
 @pytest.fixture
@@ -183,6 +192,58 @@ def test_chunked_validation_gives_the_same_result_as_one_chunk(lakes):
     chunked = ingest(lakes, "sales", chunk_rows=7, max_bad_share=0.5)
     assert (chunked.rows_published, chunked.rule_counts) == (whole.rows_published, whole.rule_counts)
     pd.testing.assert_frame_equal(read_validated(lakes[1], "sales", DAY).drop(columns="_partition"), one)
+
+
+def test_a_plan_may_lie_after_the_drop_date(lakes):
+    drop(lakes[0], "plan", {"plan.csv": PLAN_HEADER + good_plan()})
+    summary = ingest(lakes, "plan", max_bad_share=0.0)
+    assert (summary.rows_in, summary.rows_published, summary.rows_quarantined) == (40, 40, 0)
+    published = read_validated(lakes[1], "plan", DAY)
+    assert published["date"].max() == pd.Timestamp("2026-10-19") > pd.Timestamp(DAY)
+    assert published["promo"].tolist() == [0, 1, 0, 1] * 10
+
+
+def test_bad_plan_rows_are_quarantined_with_the_reason_and_the_good_published(lakes):
+    bad_rows = ("2026-10-05,90,OJ01,0,1\n"       # price 0: a planned price is > 0
+                "2026-10-05,91,OJ01,-0.05,0\n"   # a negative price
+                "2026-10-05,92,OJ01,0.05,2\n"    # promo is a 0/1 flag
+                "2026-10-05,93, ,0.05,0\n"       # a blank sku
+                "2026-10-05,1,OJ01,0.04,1\n")    # the key of an earlier row again
+    drop(lakes[0], "plan", {"plan.csv": PLAN_HEADER + good_plan() + bad_rows})
+    summary = ingest(lakes, "plan", max_bad_share=0.2)
+    assert (summary.rows_in, summary.rows_published, summary.rows_quarantined) == (45, 40, 5)
+    assert summary.rule_counts == {"min:price": 2, "in_set:promo": 1, "not_blank:sku": 1,
+                                   "unique:date+store_id+sku": 1}
+    bad = lakes[1].read_parquet(summary.quarantine_uri)
+    assert bad[["store_id", "_rules", "_file", "_row"]].values.tolist() == [
+        ["90", "min:price", "plan.csv", "41"], ["91", "min:price", "plan.csv", "42"],
+        ["92", "in_set:promo", "plan.csv", "43"], ["93", "not_blank:sku", "plan.csv", "44"],
+        ["1", "unique:date+store_id+sku", "plan.csv", "45"]]
+    published = read_validated(lakes[1], "plan", DAY).set_index(["store_id", "date"])
+    assert len(published) == 40 and published.loc[("1", pd.Timestamp("2026-10-05")), "price"] == 0.05  # the first
+
+
+def test_a_plan_drop_without_a_required_column_is_rejected(lakes):
+    body = PLAN_HEADER.replace("sku,", "") + good_plan().replace(",OJ01", "")
+    drop(lakes[0], "plan", {"plan.csv": body})
+    report = rejected(lakes, "plan", r"plan\.csv: plan drop lacks required column\(s\): sku")
+    assert report["column"] == "sku" and report["rows_in"] == 40
+
+
+def test_a_later_plan_drop_replaces_the_rows_of_the_same_key(lakes):
+    landing, lake = lakes
+    drop(landing, "plan", {"plan.csv": PLAN_HEADER + good_plan(2)})
+    ingest(lakes, "plan", max_bad_share=0.0)
+    later = date(2026, 10, 6)  # a revised plan: store 1's week of 10-12 repriced, a new week added
+    landing.write_bytes(landing.uri("plan", later.isoformat(), "plan.csv"),
+                        (PLAN_HEADER + "2026-10-12,1,OJ01,0.03,1\n2026-10-26,1,OJ01,0.05,0\n").encode())
+    land_drop(landing, lake, "plan", later)
+    validate_and_publish(lake, "plan", later, 0.0)
+    latest = read_latest(lake, "plan", later).set_index(["store_id", "date"]).sort_index()
+    assert len(latest) == 9  # 8 rows of the first drop, one of them replaced, and one new
+    assert latest.loc[("1", pd.Timestamp("2026-10-12")), ["price", "promo"]].tolist() == [0.03, 1]
+    assert latest.loc[("2", pd.Timestamp("2026-10-12")), ["price", "promo"]].tolist() == [0.05, 0]
+    assert len(read_latest(lake, "plan", DAY)) == 8  # up to the first drop's day: the first plan
 
 
 def test_review_text_is_escaped_in_the_html_report(lakes):

@@ -7,7 +7,7 @@ import datetime
 import pandas as pd
 import pytest
 
-from pipeline.feeds import CATALOG, INTERACTIONS, REVIEWS, SALES, Feed
+from pipeline.feeds import CATALOG, INTERACTIONS, PLAN, REVIEWS, SALES, Feed
 from pipeline.ingest.validate import (
     DropRejected,
     ValidationResult,
@@ -73,11 +73,26 @@ def catalog() -> pd.DataFrame:
     )
 
 
+def plan() -> pd.DataFrame:
+    """A promotion calendar: two of its periods lie after the drop's date (a plan may)."""
+    return pd.DataFrame(
+        {
+            "date": ["2024-02-26", "2024-03-04", "2024-03-04", "2024-06-03"],
+            "store_id": ["12", "12", "14", "12"],
+            "sku": ["A1", "A1", "A1", "B2"],
+            "price": ["1.99", "1.49", "", "2.5"],
+            "promo": ["0", "1", "1", ""],
+        },
+        dtype="str",
+    )
+
+
 GOOD = {
     "sales": (SALES, sales),
     "reviews": (REVIEWS, reviews),
     "interactions": (INTERACTIONS, interactions),
     "catalog": (CATALOG, catalog),
+    "plan": (PLAN, plan),
 }
 
 
@@ -157,6 +172,22 @@ def test_suite_is_built_from_the_feed() -> None:
     assert build_suite(REVIEWS, DROP).name == "reviews_suite"
     assert "unique:review_id" in {e.meta["rule"] for e in build_suite(REVIEWS, DROP).expectations}
     assert not any(e.meta["rule"].startswith("unique:") for e in build_suite(INTERACTIONS, DROP).expectations)
+
+
+def test_plan_suite_lets_dates_lie_after_the_drop() -> None:
+    rules = {e.meta["rule"] for e in build_suite(PLAN, DROP).expectations}
+    assert {"not_null:date", "type:date", "not_blank:store_id", "not_blank:sku", "min:price", "in_set:promo",
+            "unique:date+store_id+sku"} <= rules
+    assert not any(r.startswith("not_after_drop_date:") for r in rules)  # a plan is about the future
+    assert "not_null:price" not in rules and "not_null:promo" not in rules  # both optional
+
+
+def test_good_plan_is_typed_and_keeps_its_future_dates() -> None:
+    good = run(PLAN, plan(), max_bad_share=0.0).good
+    assert pd.api.types.is_datetime64_dtype(good["date"])
+    assert good["date"].max() == pd.Timestamp("2024-06-03") > pd.Timestamp(DROP)
+    assert good["price"].dtype == "float64" and good["price"].isna().tolist() == [False, False, True, False]
+    assert str(good["promo"].dtype) == "Int64" and good["promo"].isna().tolist() == [False, False, False, True]
 
 
 # ------------------------------------------------------------------ rule by rule
@@ -326,6 +357,26 @@ def test_rows_are_accounted_for_with_many_bad_rows() -> None:
     assert result.bad_share == pytest.approx(0.96)
 
 
+def test_plan_rules_quarantine_bad_rows_and_keep_the_good() -> None:
+    frame = pd.concat([plan(), plan().iloc[[1]]], ignore_index=True)  # row 5 repeats row 2's key
+    frame.loc[0, "price"] = "0"
+    frame.loc[2, "promo"] = "2"
+    frame.loc[3, "sku"] = "  "
+    frame.loc[4, "price"] = "0.99"  # other values, same key: still a duplicate
+    result = run(PLAN, frame)
+    assert_only_bad(result, {1: "min:price", 3: "in_set:promo", 4: "not_blank:sku", 5: "unique:date+store_id+sku"})
+    assert result.rule_counts == {"min:price": 1, "in_set:promo": 1, "not_blank:sku": 1,
+                                  "unique:date+store_id+sku": 1}
+    assert result.good[["store_id", "sku", "price"]].values.tolist() == [["12", "A1", 1.49]]  # the first copy
+
+
+def test_plan_negative_price_and_promo_word() -> None:
+    frame = plan()
+    frame.loc[0, "price"] = "-1.5"
+    frame.loc[1, "promo"] = "maybe"
+    assert_only_bad(run(PLAN, frame), {1: "min:price", 2: "type:promo"})
+
+
 # ----------------------------------------------------------------- whole drop
 
 
@@ -337,6 +388,19 @@ def test_missing_required_column_rejects_the_drop() -> None:
     assert set(err.value.column.split(", ")) == {"sku", "units"}
     assert err.value.file == "sales_2024-03-01.csv"
     assert "required" in err.value.reason
+
+
+def test_plan_without_a_required_column_is_rejected() -> None:
+    with pytest.raises(DropRejected) as err:
+        validate_frame(PLAN, plan().drop(columns=["store_id"]), DROP, file="plan.csv")
+    assert err.value.column == "store_id" and err.value.file == "plan.csv"
+    assert "plan drop lacks required column(s): store_id" in err.value.reason
+
+
+def test_plan_with_neither_price_nor_promo_passes() -> None:
+    result = run(PLAN, plan().drop(columns=["price", "promo"]), max_bad_share=0.0)
+    assert list(result.good.columns) == PLAN.names
+    assert result.good["price"].isna().all() and result.good["promo"].isna().all()
 
 
 def test_missing_optional_column_is_added_as_null() -> None:

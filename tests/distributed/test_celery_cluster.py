@@ -197,7 +197,7 @@ def test_celery_cluster_runs_the_dags_on_both_workers(tmp_path: Path, s3_endpoin
         assert any(key.endswith("MLmodel") for key in stored), stored[:20]
         lake_keys = {o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="lake/")
                      for o in page.get("Contents", [])}
-        for feed in ("sales", "reviews", "interactions", "catalog"):  # the first drop holds every feed
+        for feed in ("sales", "reviews", "interactions", "catalog", "plan"):  # the first drop holds every feed
             assert f"lake/validated/{feed}/date=2026-10-01/part.parquet" in lake_keys, feed
         rows_in = 0
         lake = Lake(f"s3://{BUCKET}/lake", s3_endpoint)

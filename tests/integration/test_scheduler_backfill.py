@@ -94,7 +94,7 @@ def test_scheduler_backfill_fills_the_lake_as_the_import_does(tmp_path: Path) ->
         empty_day = next(r for r in runs if r["logical_date"].startswith("2026-10-04"))
         tasks = api.call(f"/api/v2/dags/retail_ingest/dagRuns/{empty_day['dag_run_id']}/taskInstances")
         assert {t["task_id"]: t["state"] for t in tasks["task_instances"] if t["task_id"].startswith("land_")} == {
-            f"land_{feed}": "skipped" for feed in ("sales", "reviews", "interactions", "catalog", "stock")}
+            f"land_{feed}": "skipped" for feed in ("sales", "reviews", "interactions", "catalog", "stock", "plan")}
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)

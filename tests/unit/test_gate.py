@@ -12,7 +12,28 @@ RULES = GateSettings(
     minimums={"sentiment": {"accuracy": 0.7}, "forecaster": {}, "recommender": {}},
     maximums={"sentiment": {}, "forecaster": {"wape": 0.5}, "recommender": {}},
     champion_tolerance=0.01,
+    service_level_tolerance={},  # tested on its own below
 )
+
+
+def test_service_level_rule_refuses_a_plan_that_breaks_its_promise():
+    rules = GateSettings(minimums={}, maximums={}, service_level_tolerance={"forecaster": 0.02})
+    promised = {"wape": 0.4, "exceed_target": 0.05, "holdout_rows": 3520}
+    for share, passed in ((0.137, False), (0.066, True), (0.05, True), (0.034, True), (0.02, False)):
+        d = gate("forecaster", {**promised, "exceed_share": share}, {"wape": 0.5}, None, rules)
+        assert d.passed is passed, share
+        assert any(f"demand exceeded the planned level in {share:.1%} of 3520" in n for n in d.notes)
+    # 176 periods: 1.96 standard errors (3.2 points) allow 7.4%, not 8.5%
+    small = {**promised, "holdout_rows": 176}
+    assert gate("forecaster", {**small, "exceed_share": 0.074}, {"wape": 0.5}, None, rules).passed
+    assert not gate("forecaster", {**small, "exceed_share": 0.085}, {"wape": 0.5}, None, rules).passed
+    failed = gate("forecaster", {**promised, "exceed_share": 0.137}, {"wape": 0.5}, None, rules).failures
+    assert [(f.rule, f.value, f.threshold) for f in failed] == [("service_level", 0.137, 0.05)]
+    assert "the plan promises 5.0%" in failed[0].reason
+    # a forecast without the figures fails the rule rather than passing it
+    assert not gate("forecaster", {"wape": 0.4}, {"wape": 0.5}, None, rules).passed
+    # families without the rule are not asked for it
+    assert gate("sentiment", {"macro_f1": 0.8}, {"macro_f1": 0.7}, None, rules).passed
 
 
 def test_first_model_passes_when_it_beats_the_baseline():
@@ -55,6 +76,7 @@ SLICED = GateSettings(
     maximums={"sentiment": {}, "forecaster": {"abs_bias": 0.2, "mase": 1.0}, "recommender": {}},
     slices={"forecaster": [SliceRule(dimension="store", metric="wape", min_samples=10, max_drop=0.05,
                                      max_regressed_share=0.25)]},
+    service_level_tolerance={},
 )
 
 
@@ -115,8 +137,10 @@ def test_gate_report_shows_numbers_reasons_and_slices():
                "baseline": {"wape": 0.6}}
     slices = {"challenger": challenger, "champion": champion, "baseline": stores(a=(0.6, 40), b=(0.6, 40))}
     d = gate("forecaster", metrics["challenger"], metrics["baseline"], metrics["champion"], SLICED, slices)
-    report = gate_report(d, metrics, slices, SLICED)
+    report = gate_report(d, metrics, slices, SLICED, {"seasonal_naive": {"wape": 0.7}, "gbm": {"wape": 0.6}})
     assert report.startswith("# Gate FAILED: forecaster")
+    assert "| metric | challenger | champion | gbm | seasonal_naive |" in report
+    assert "| wape | 0.4000 | 0.3500 | 0.6000 | 0.7000 |" in report
     assert "| wape (primary) | 0.4000 | 0.3500 | 0.6000 | - | - |" in report
     assert "| abs_bias | 0.3000 | - | - | - | 0.2000 |" in report
     assert "**not_worse_than_champion**" in report and "**slice_regression**" in report

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pipeline.evaluation.metrics import classification_metrics, forecast_metrics, ranking_metrics
+from pipeline.evaluation.metrics import classification_metrics, forecast_metrics, mase, naive_scale, ranking_metrics
 
 
 def test_classification_metrics_by_hand():
@@ -23,9 +23,19 @@ def test_macro_f1_counts_a_label_only_the_model_predicted():
 
 
 def test_forecast_metrics_by_hand():
-    m = forecast_metrics([10.0, 10.0], [12.0, 6.0], naive_mae=2.0)
+    m = forecast_metrics([10.0, 10.0], [12.0, 6.0])
     assert m["wape"] == pytest.approx(6 / 20) and m["bias"] == pytest.approx(-2 / 20)
-    assert m["mase"] == pytest.approx(3.0 / 2.0)
+
+
+def test_mase_scales_each_series_by_its_seasonal_naive_error():
+    # season 2: pairs (1, 3) and (3, 8); the pair across the missing period is not counted
+    assert naive_scale(np.array([1.0, np.nan, 3.0, 4.0, 8.0]), season=2) == pytest.approx(3.5)
+    # shorter than a season: lag 1
+    assert naive_scale(np.array([1.0, 2.0, 4.0]), season=52) == pytest.approx(1.5)
+    assert naive_scale(np.array([5.0]), season=52) == 0.0
+    # per series, then the mean; a series with no scale is left out
+    value, used = mase([[1.0, 1.0], [2.0], [9.0]], [1.0, 4.0, 0.0])
+    assert value == pytest.approx((1.0 + 0.5) / 2) and used == 2
 
 
 def test_ranking_metrics_by_hand():

@@ -13,7 +13,7 @@ import torch
 from transformers import TimeSeriesTransformerConfig, TimeSeriesTransformerForPrediction
 
 from pipeline.settings import ForecasterTraining
-from pipeline.training.forecaster.panel import LAGS, N_DYNAMIC_FEATURES, N_TIME_FEATURES, ForecasterMeta
+from pipeline.training.forecaster.panel import N_DYNAMIC_FEATURES, N_TIME_FEATURES, ForecasterMeta
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +91,12 @@ def grow_embeddings(model: TimeSeriesTransformerForPrediction, sizes: list[int])
 
 
 def warm_start(
-    init_dir: Path, history: pd.DataFrame, hp: ForecasterTraining
+    init_dir: Path, history: pd.DataFrame, hp: ForecasterTraining, lags: list[int]
 ) -> tuple[TimeSeriesTransformerForPrediction, ForecasterMeta] | None:
     """The champion's model and metadata, vocabularies extended; None if incompatible."""
     old = ForecasterMeta.load(init_dir)
     model = TimeSeriesTransformerForPrediction.from_pretrained(init_dir / MODEL_SUBDIR)
-    wanted = (hp.context_length, hp.horizon, LAGS, hp.d_model)
+    wanted = (hp.context_length, hp.horizon, lags, hp.d_model)
     found = (old.context_length, old.horizon, list(old.lags), model.config.d_model)
     if wanted != found:
         log.warning(

@@ -16,9 +16,7 @@ from pipeline.series import days_since_epoch, ffill, series_keys, split_by_key, 
 
 META_FILE = "forecaster.json"
 UNKNOWN = 0  # vocabulary index of a store or sku the model has not seen
-# Small lags only: a lag of 52 would make every window a year longer, and most series
-# would be mostly padding.
-LAGS = [1, 2, 3, 4]
+SHORT_LAGS = [1, 2, 3, 4]
 # sin/cos of the year and of the week (the latter is constant for weekly data, but lets
 # daily data learn the weekday pattern with the same model code)
 N_TIME_FEATURES = 4
@@ -40,6 +38,8 @@ class ForecasterMeta:
     price_log_mean: float  # covariate scaling of log(price)
     price_log_std: float
     num_samples: int
+    # normalised residual quantiles from the calibration window (see calibration.py); None: raw
+    calibration: dict | None = None
 
     @property
     def past_length(self) -> int:
@@ -81,6 +81,17 @@ class Panel:
     future_rows: list[pd.DataFrame] | None = None  # requested future rows per series
 
 
+def choose_lags(period_days: float, longest: int, horizon: int) -> list[int]:
+    """Lags 1-4 and the seasonal ones (52 for weekly data, 12 for monthly, 7 and 364 for
+    daily) that the longest series can fill: a history of at least lag + horizon + 1
+    periods. A shorter series reads padding in those lags, which the model learns to weigh."""
+    if period_days <= 1.5:
+        seasonal = [7, 364]
+    else:
+        seasonal = [max(2, round(DAYS_PER_YEAR / period_days))]
+    return sorted(set(SHORT_LAGS) | {lag for lag in seasonal if longest >= lag + horizon + 1})
+
+
 def price_scaling(history: pd.DataFrame) -> tuple[float, float]:
     logs = np.log(history["price"].dropna().to_numpy(float))
     if len(logs) == 0:
@@ -104,6 +115,18 @@ def _covariates(
     return np.stack([promo, relative, z], axis=-1)
 
 
+def _up_to(past: pd.DataFrame, asked: pd.DataFrame, period: float) -> pd.DataFrame:
+    """A history that stops periods before the first asked date gets an empty row (units
+    unknown) on the period before it, so the asked periods follow the history on the grid."""
+    if not len(past) or not len(asked):
+        return past
+    before = asked["date"].min() - pd.Timedelta(days=period)
+    if (before - past["date"].max()) / pd.Timedelta(days=period) < 0.5:
+        return past
+    gap = past.iloc[-1:].assign(date=before, units=np.nan, promo=0.0)
+    return pd.concat([past, gap], ignore_index=True)
+
+
 def build_panel(
     history: pd.DataFrame,
     meta: ForecasterMeta,
@@ -115,7 +138,10 @@ def build_panel(
     keys = series_keys(history, future)
     n_series, period, horizon = len(keys), meta.period_days, meta.horizon
     fallback_price = math.exp(meta.price_log_mean)
-    grids = [to_grid(rows, period, fallback_price) for rows in split_by_key(history, keys)]
+    pasts = split_by_key(history, keys)
+    if future is not None:
+        pasts = [_up_to(rows, asked, period) for rows, asked in zip(pasts, split_by_key(future, keys))]
+    grids = [to_grid(rows, period, fallback_price) for rows in pasts]
 
     lengths = np.array([g.n for g in grids], dtype=int)
     width = max(int(lengths.max(initial=0)), 1) + meta.past_length

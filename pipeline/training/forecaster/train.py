@@ -9,14 +9,17 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 import torch
 
 from pipeline.datasets import FamilyData
-from pipeline.series import clean, infer_period_days
+from pipeline.series import SERIES_KEY, clean, forecast_input, holdout_cutoff, infer_period_days
 from pipeline.settings import ForecasterTraining
 from pipeline.training.core import Batch, LoopConfig, RunOptions, TrainHistory, run_training, seed_everything
 from pipeline.training.forecaster.model import MODEL_SUBDIR, cpu_threads, new_model, warm_start
-from pipeline.training.forecaster.panel import LAGS, UNKNOWN, ForecasterMeta, Panel, build_panel, price_scaling
+from pipeline.training.forecaster import calibration
+from pipeline.training.forecaster.panel import UNKNOWN, ForecasterMeta, Panel, build_panel, choose_lags, price_scaling
+from pipeline.training.forecaster.predict import asked_rows, sample_paths
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +44,12 @@ def _window_batches(
     width = panel.target.shape[1]
     offsets = width - panel.n  # column of each series' first period
     steps = np.arange(-length, 0)
+    # a panel of few series still gets min_batches_per_epoch batches an epoch (GluonTS's habit)
+    per_series = max(hp.windows_per_series, -(-hp.min_batches_per_epoch * hp.batch_size // len(trainable)))
 
     def make_batches(epoch: int) -> list[Batch]:
         rng = np.random.default_rng([seed, epoch])
-        series = np.repeat(trainable, hp.windows_per_series)
+        series = np.repeat(trainable, per_series)
         ends = rng.integers(horizon + 1, panel.n[series] + 1)  # exclusive, in periods
         order = rng.permutation(len(series))
         series, ends = series[order], ends[order]
@@ -83,33 +88,38 @@ def fine_tune(
     init_dir: Path | None,
     seed: int,
 ) -> TrainHistory:
-    """Train the global forecaster on ``data.train`` and write it to ``model_dir``."""
+    """Train the global forecaster on ``data.train`` up to its last ``horizon`` periods,
+    calibrate its quantiles on those periods (:mod:`calibration`), and write it to
+    ``model_dir``."""
     seed_everything(seed)
     started = time.perf_counter()
     history = clean(data.train)
     history = history[history["units"].notna()]
-    warm = warm_start(Path(init_dir), history, hp) if init_dir else None
+    period = infer_period_days(history)
+    fit, window = calibration_split(history, hp.horizon, period)
+    lags = choose_lags(period, int(fit.groupby(SERIES_KEY).size().max()) if len(fit) else 0, hp.horizon)
+    warm = warm_start(Path(init_dir), fit, hp, lags) if init_dir else None
     if warm:
         model, meta = warm
     else:
-        mean, std = price_scaling(history)
+        mean, std = price_scaling(fit)
         meta = ForecasterMeta(
-            stores=sorted(history["store_id"].unique()),
-            skus=sorted(history["sku"].unique()),
+            stores=sorted(fit["store_id"].unique()),
+            skus=sorted(fit["sku"].unique()),
             context_length=hp.context_length,
             horizon=hp.horizon,
-            lags=list(LAGS),
-            period_days=infer_period_days(history),
+            lags=lags,
+            period_days=period,
             price_log_mean=mean,
             price_log_std=std,
             num_samples=hp.num_samples,
         )
         model = new_model(meta, hp)
-    panel = build_panel(history, meta)
+    panel = build_panel(fit, meta)
     static = meta.index(panel.keys)
     log.info(
-        "forecaster: %d series, %d periods at most, %.1f-day periods, %d parameters, prepared in %.1f s",
-        len(panel.n), int(panel.n.max(initial=0)), meta.period_days,
+        "forecaster: %d series, %d periods at most, %.1f-day periods, lags %s, %d parameters, prepared in %.1f s",
+        len(panel.n), int(panel.n.max(initial=0)), meta.period_days, meta.lags,
         sum(p.numel() for p in model.parameters()), time.perf_counter() - started,
     )
     cfg = LoopConfig(
@@ -120,9 +130,63 @@ def fine_tune(
     )
     with cpu_threads(run.device):
         result = run_training(model, _window_batches(panel, static, meta, hp, seed), _loss, cfg, run)
+    meta.calibration = calibrate(model, meta, fit, window, data.plan, run.device)
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     model.to("cpu").save_pretrained(model_dir / MODEL_SUBDIR)
     meta.save(model_dir)
     log.info("forecaster written to %s", model_dir)
     return result
+
+
+# calibration windows of ``horizon`` periods each before the holdout: more than one averages
+# over the shocks that hit every series in the same weeks
+CALIBRATION_WINDOWS = 2
+
+
+def calibration_split(history: pd.DataFrame, horizon: int, period: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows the model trains on, and the last CALIBRATION_WINDOWS x ``horizon`` periods
+    of the calendar that calibrate it (empty when too few series keep a history before them)."""
+    if history.empty:
+        return history, history
+    cutoff = holdout_cutoff(history["date"], horizon * CALIBRATION_WINDOWS, period)
+    fit, window = history[history["date"] <= cutoff], history[history["date"] > cutoff]
+    if fit.empty or fit[SERIES_KEY].drop_duplicates().shape[0] < 0.5 * history[SERIES_KEY].drop_duplicates().shape[0]:
+        log.warning("too little history before the calibration window: training on all of it, quantiles uncalibrated")
+        return history, history.iloc[:0]
+    return fit, window
+
+
+def calibrate(model: torch.nn.Module, meta: ForecasterMeta, fit: pd.DataFrame, window: pd.DataFrame,
+              plan: pd.DataFrame | None, device: torch.device) -> dict | None:
+    """Forecast each calibration window from everything before it (the question every
+    caller asks) and keep the quantiles of the normalised residuals; None when too few."""
+    dates = sorted(window["date"].unique())
+    residuals: dict[str, list[list[float]]] = {kind: [[] for _ in range(meta.horizon)] for kind in calibration.KINDS}
+    for start in range(0, len(dates), meta.horizon):
+        asked = dates[start:start + meta.horizon]
+        known = pd.concat([fit, window[window["date"] < asked[0]]], ignore_index=True)
+        question = forecast_input(known, asked, plan=plan)
+        panel, logs = sample_paths(model, meta, question, device)
+        rows, series, step = asked_rows(panel)
+        actual = rows[[*SERIES_KEY, "date"]].merge(window[[*SERIES_KEY, "date", "units"]], how="left",
+                                                  on=[*SERIES_KEY, "date"])["units"].to_numpy(float)
+        units = pd.Series(np.clip(actual, 0, None))
+        after_gap = units.isna().astype(int).groupby(series).cummax() > 0  # no cumulative truth after a missing period
+        cumulative = units.fillna(0.0).groupby(series).cumsum().where(~after_gap).to_numpy()
+        for kind, paths, truth in (("period", logs, np.log1p(units.to_numpy())),
+                                   ("cumulative", calibration.cumulative_logs(logs), np.log1p(cumulative))):
+            m, s = calibration.location_scale(paths)
+            z = (truth - m[series, step]) / s[series, step]
+            for h in range(meta.horizon):
+                residuals[kind][h] += z[(step == h) & ~np.isnan(z)].tolist()
+    try:
+        table = calibration.fit(residuals)
+    except ValueError as exc:
+        log.warning("quantiles left uncalibrated: %s", exc)
+        return None
+    log.info("quantiles calibrated on %d periods before the holdout (%s); %s; residuals per step: %s",
+             len(dates), question.attrs["basis"], ", ".join(
+                 f"p95 of step {h + 1}: {np.interp(0.95, calibration.LEVELS, q):+.2f} sd"
+                 for h, q in enumerate(table["period"])), table["counts"]["period"])
+    return table
