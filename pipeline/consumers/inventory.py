@@ -143,7 +143,7 @@ def backtest(model, sales: pd.DataFrame, horizon: int, period_days: float, servi
     exceeded = float((joined["units"] > joined["p_service"]).mean()) if len(joined) else float("nan")
     inside = float(((joined["units"] >= joined["p10"]) & (joined["units"] <= joined["p90"])).mean()) \
         if len(joined) else float("nan")
-    return {"periods": int(len(joined)), "demand_exceeded_plan": exceeded, "target": 1 - service_level,
+    return {"periods": int(len(joined)), "demand_exceeded_plan": exceeded, "target": round(1 - service_level, 6),
             "coverage_80": inside, "basis": question.attrs["basis"]}
 
 

@@ -12,7 +12,10 @@ MAX_SLICE_ROWS = 30
 
 
 def fmt_metric(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
+    """Four decimals; a count (a whole number above 1, such as holdout rows) without them."""
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if float(value).is_integer() and abs(value) > 1 else f"{value:.4f}"
 
 
 def gated_metrics(decision: GateDecision, rules: GateSettings, challenger: dict[str, float]) -> list[str]:
