@@ -140,8 +140,10 @@ def fine_tune(
 
 
 # calibration windows of ``horizon`` periods each before the holdout: more than one averages
-# over the shocks that hit every series in the same weeks
-CALIBRATION_WINDOWS = 2
+# over the shocks that hit every series in the same weeks (chain-wide promotions, holidays).
+# With 2 the p95 was exceeded in 5.4%, 4.1% and 1.8% of the holdout (orange juice with its
+# plan, without it, 9,130 series without it); with 4 in 5.5%, 3.4% and 4.1%.
+CALIBRATION_WINDOWS = 4
 
 
 def calibration_split(history: pd.DataFrame, horizon: int, period: float) -> tuple[pd.DataFrame, pd.DataFrame]:
