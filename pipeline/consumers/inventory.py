@@ -32,6 +32,7 @@ import pandas as pd
 
 from pipeline import zones
 from pipeline.consumers.outputs import write_output
+from pipeline.evaluation.metrics import interval_metrics
 from pipeline.lake import lake_from_settings
 from pipeline.registry import load_champion
 from pipeline.series import SERIES_KEY, forecast_input, holdout_cutoff, sales_frame
@@ -140,11 +141,9 @@ def backtest(model, sales: pd.DataFrame, horizon: int, period_days: float, servi
     forecast = forecast.assign(store_id=forecast["store_id"].astype(str), sku=forecast["sku"].astype(str),
                                date=pd.to_datetime(forecast["date"]).astype("datetime64[ns]"))
     joined = held.merge(forecast, on=[*SERIES_KEY, "date"])
-    exceeded = float((joined["units"] > joined["p_service"]).mean()) if len(joined) else float("nan")
-    inside = float(((joined["units"] >= joined["p10"]) & (joined["units"] <= joined["p90"])).mean()) \
-        if len(joined) else float("nan")
-    return {"periods": int(len(joined)), "demand_exceeded_plan": exceeded, "target": round(1 - service_level, 6),
-            "coverage_80": inside, "basis": question.attrs["basis"]}
+    hits = interval_metrics(*(joined[c].to_numpy(float) for c in ("units", "p10", "p90", "p_service")))
+    return {"periods": int(len(joined)), "demand_exceeded_plan": hits["exceed_share"],
+            "target": round(1 - service_level, 6), "coverage_80": hits["coverage_80"], "basis": question.attrs["basis"]}
 
 
 def run_inventory_plan(settings: Settings, day: date) -> str:

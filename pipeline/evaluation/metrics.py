@@ -37,6 +37,15 @@ def forecast_metrics(actual: Sequence[float], forecast: Sequence[float]) -> dict
     return {"wape": float(np.abs(err).sum() / denom), "bias": bias, "abs_bias": abs(bias)}
 
 
+def interval_metrics(actual: np.ndarray, p10: np.ndarray, p90: np.ndarray, p_service: np.ndarray) -> dict[str, float]:
+    """Share of periods inside p10-p90 (``coverage_80``) and above the service-level
+    quantile (``exceed_share``); NaN without periods."""
+    if not len(actual):
+        return {"coverage_80": float("nan"), "exceed_share": float("nan")}
+    return {"coverage_80": float(((actual >= p10) & (actual <= p90)).mean()),
+            "exceed_share": float((actual > p_service).mean())}
+
+
 def mase(abs_errors: Sequence[Sequence[float]], scales: Sequence[float]) -> tuple[float, int]:
     """Mean absolute scaled error: each series' mean absolute error over its in-sample
     (seasonal-)naive MAE, averaged over the series; series whose scale is 0 or unknown

@@ -9,7 +9,14 @@ from typing import Any
 import pandas as pd
 
 from pipeline.datasets import FamilyData
-from pipeline.evaluation.metrics import classification_metrics, forecast_metrics, mase, naive_scale, ranking_metrics
+from pipeline.evaluation.metrics import (
+    classification_metrics,
+    forecast_metrics,
+    interval_metrics,
+    mase,
+    naive_scale,
+    ranking_metrics,
+)
 from pipeline.series import SERIES_KEY, clean, default_season, infer_period_days, sales_frame, series_keys, to_grid
 
 
@@ -63,10 +70,7 @@ def forecast_table(joined: pd.DataFrame, scales: dict[tuple[str, str], float], e
     errors = (joined["forecast"] - joined["units"]).abs().groupby([joined["store_id"], joined["sku"]], sort=False)
     groups = [(key, e.to_numpy(float)) for key, e in errors]
     metrics["mase"], metrics["mase_series"] = mase([e for _, e in groups], [scales.get(k, 0.0) for k, _ in groups])
-    inside = (actual >= joined["p10"].to_numpy(float)) & (actual <= joined["p90"].to_numpy(float))
-    metrics["coverage_80"] = float(inside.mean()) if len(inside) else float("nan")
-    above = actual > joined["p_service"].to_numpy(float)
-    metrics["exceed_share"] = float(above.mean()) if len(above) else float("nan")
+    metrics.update(interval_metrics(actual, *(joined[c].to_numpy(float) for c in ("p10", "p90", "p_service"))))
     metrics["exceed_target"] = exceed_target
     metrics["series_scored"], metrics["holdout_rows"] = len(groups), len(joined)
     return metrics
