@@ -14,6 +14,9 @@ Signatures, the same for every family (``hp``: the family's training settings,
   each of ``more_baselines``: the gate's baseline is the best of them on the primary metric);
 - ``score(predictions, data, hp) -> {metric: value}``;
 - ``slices(predictions, data, hp) -> {dimension: {value: {"metric", "n"}}}``;
+- ``units(predictions, data, hp) -> (unit, {metric: (stats, statistic)})``: the primary
+  metric as additive statistics per holdout unit, for the paired bootstrap against the
+  champion (:mod:`pipeline.evaluation.bootstrap`);
 - ``plot(predictions by role, data, hp) -> (name, matplotlib Figure)``.
 
 The model module provides ``fine_tune(data, hp, run, model_dir, init_dir, seed) ->
@@ -45,6 +48,7 @@ class Family:
     baseline: str
     score: str
     slices: str
+    units: str
     plot: str
     # columns that pick whole series / histories for the logged input example (empty: first rows)
     example_key: tuple[str, ...] = ()
@@ -83,6 +87,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
         question="pipeline.datasets:review_question",
         baseline="pipeline.evaluation.baselines:tfidf_logistic_regression",
         score="pipeline.evaluation.scoring:classification_score",
+        units="pipeline.evaluation.scoring:classification_units",
         slices="pipeline.evaluation.slices:by_class",
         plot="pipeline.evaluation.plots:confusion_matrix_plot",
     ),
@@ -97,6 +102,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
         baseline="pipeline.evaluation.baselines:seasonal_naive",
         more_baselines=("pipeline.evaluation.baselines:gradient_boosting",),
         score="pipeline.evaluation.scoring:forecast_score",
+        units="pipeline.evaluation.scoring:forecast_units",
         slices="pipeline.evaluation.slices:by_store",
         plot="pipeline.evaluation.plots:forecast_plot",
         example_key=("store_id", "sku"),
@@ -111,6 +117,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
         question="pipeline.datasets:interaction_question",
         baseline="pipeline.evaluation.baselines:popularity",
         score="pipeline.evaluation.scoring:ranking_score",
+        units="pipeline.evaluation.scoring:ranking_units",
         slices="pipeline.evaluation.slices:by_category",
         plot="pipeline.evaluation.plots:recall_at_k_plot",
         example_key=("customer_id",),

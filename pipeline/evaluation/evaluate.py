@@ -8,6 +8,7 @@ import time
 import pandas as pd
 
 from pipeline.datasets import FamilyData, load_dataset
+from pipeline.evaluation.bootstrap import Comparison, paired_bootstrap
 from pipeline.evaluation.gate import LOWER_IS_BETTER, ROLES, GateDecision, evaluate_gate
 from pipeline.families import Family, get_family
 from pipeline.lake import lake_from_settings
@@ -55,23 +56,44 @@ def evaluate_run(settings: Settings, family: str, dataset_uri: str, run_id: str)
     results = {role: score(p, data, hp) if role != "baseline" else baselines[best][1]
                for role, p in predictions.items()}
     slices = {role: slicer(p, data, hp) for role, p in predictions.items()}
+    comparison = None
+    if champion is not None:
+        comparison = compare_with_champion(record, predictions, data, hp, settings)
+        log.info("against champion v%s: %s (%s)", champion, comparison.describe(),
+                 comparison.verdict(settings.gate.champion_tolerance))
     with mlflow.start_run(run_id=run_id) as run:
         log.info("MLflow run: %s", run_address(settings, run.info.experiment_id, run_id))
         for role, metrics in results.items():
             mlflow.log_metrics({mlflow_key(f"{role}_{k}"): v for k, v in metrics.items()})
+        if comparison is not None:
+            mlflow.log_metrics({"vs_champion_difference": comparison.difference,
+                                "vs_champion_low": comparison.low, "vs_champion_high": comparison.high})
         for name, (_, metrics) in baselines.items():
             mlflow.log_metrics({mlflow_key(f"baselines/{name}/{k}"): v for k, v in metrics.items()})
         mlflow.set_tags({"champion_version_at_evaluation": champion or "none", "best_baseline": best,
                          "evaluation_set_uri": f"{dataset_uri}/holdout.parquet",
                          "question_basis": question.attrs.get("basis", "")[:5000]})
         mlflow.log_dict({"champion_version": champion, "best_baseline": best, **results,
-                         "baselines": {n: m for n, (_, m) in baselines.items()}}, "evaluation/metrics.json")
+                         "baselines": {n: m for n, (_, m) in baselines.items()},
+                         "champion_comparison": comparison and comparison.to_dict()}, "evaluation/metrics.json")
         mlflow.log_dict(slices, "evaluation/slices.json")
         _log_evaluation_set(data)
         _log_plot(record, data, predictions, hp)
     table = pd.DataFrame({**results, **{f"baseline {n}": m for n, (_, m) in baselines.items()}}).T
     log.info("%s holdout metrics (%d rows):\n%s", family, len(data.holdout), table.to_string(float_format="%.4f"))
     return run_id
+
+
+def compare_with_champion(record: Family, predictions: dict[str, pd.DataFrame], data: FamilyData, hp: object,
+                          settings: Settings) -> Comparison:
+    """The paired bootstrap of challenger - champion on the primary metric over the holdout's units."""
+    units = record.function("units")
+    unit, mine = units(predictions["challenger"], data, hp)
+    _, theirs = units(predictions["champion"], data, hp)
+    metric = record.primary_metric
+    return paired_bootstrap(metric, mine[metric], theirs[metric], lower_is_better=metric in LOWER_IS_BETTER,
+                            unit=unit, resamples=settings.gate.bootstrap_resamples,
+                            level=settings.gate.confidence_level)
 
 
 def primary_rank(metric: str, metrics: dict[str, float]) -> float:
@@ -119,10 +141,11 @@ def gate_run(settings: Settings, family: str, run_id: str) -> dict:
         role: {k[len(role) + 1:]: v for k, v in metrics.items() if k.startswith(role + "_")} for role in ROLES
     }
     slices = mlflow.artifacts.load_dict(f"runs:/{run_id}/evaluation/slices.json")
-    baselines = mlflow.artifacts.load_dict(f"runs:/{run_id}/evaluation/metrics.json").get("baselines")
+    evaluation = mlflow.artifacts.load_dict(f"runs:/{run_id}/evaluation/metrics.json")
+    baselines = evaluation.get("baselines")
     decision: GateDecision = evaluate_gate(
         family, get_family(family).primary_metric, by_role["challenger"], by_role["baseline"],
-        by_role["champion"] or None, settings.gate, slices,
+        by_role["champion"] or None, settings.gate, slices, evaluation.get("champion_comparison"),
     )
     report = gate_report(decision, by_role, slices, settings.gate, baselines)
     with mlflow.start_run(run_id=run_id):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+from pipeline.evaluation.bootstrap import Comparison
 from pipeline.settings import GateSettings, SliceRule
 
 ROLES = ("challenger", "champion", "baseline")  # the models scored on each holdout
@@ -87,6 +88,40 @@ def _slice_rule(rule: SliceRule, challenger: dict, champion: dict, failures: lis
             f"by more than {rule.max_drop} {rule.metric} (limit {rule.max_regressed_share:.0%}): {examples}"))
 
 
+def _beats_baseline(primary: str, mine: float, base: float, lift: float, failures: list[Failure],
+                    notes: list[str]) -> None:
+    """Strictly better than the best baseline, and by at least ``lift`` of its value."""
+    required = base * (1 - lift) if primary in LOWER_IS_BETTER else base * (1 + lift)
+    gain = -worse_by(primary, mine, base) / abs(base) if base else float("inf")
+    notes.append(f"{primary} {mine:.4f} against the best baseline's {base:.4f}: {gain:+.1%} "
+                 f"(at least {lift:.0%} better asked)")
+    if not better(primary, mine, base) or better(primary, required, mine):
+        failures.append(Failure("beats_baseline", primary, mine, required,
+                                f"{primary} {mine:.4f} does not beat the baseline's {base:.4f} by {lift:.0%} "
+                                f"(needs {required:.4f}; it is {gain:+.1%})"))
+
+
+def _not_worse_than_champion(primary: str, mine: float, champ: float, tolerance: float,
+                             comparison: Comparison | dict | None, failures: list[Failure], notes: list[str]) -> None:
+    if comparison is None:  # a run evaluated before the bootstrap: the point values
+        allowed = champ + tolerance if primary in LOWER_IS_BETTER else champ - tolerance
+        notes.append("champion comparison on the point values (no bootstrap interval was logged)")
+        if better(primary, allowed, mine):
+            failures.append(Failure("not_worse_than_champion", primary, mine, champ,
+                                    f"{primary} {mine:.4f} is worse than the champion's {champ:.4f} "
+                                    f"beyond the tolerance {tolerance}"))
+        return
+    if isinstance(comparison, dict):
+        comparison = Comparison(**comparison)
+    verdict = comparison.verdict(tolerance)
+    notes.append(f"champion comparison: {verdict}: {comparison.describe()}")
+    if verdict == "worse":
+        failures.append(Failure(
+            "not_worse_than_champion", primary, mine, champ,
+            f"{primary} {mine:.4f} is worse than the champion's {champ:.4f}: the {comparison.level:.0%} interval "
+            f"of the difference [{comparison.low:+.4f}, {comparison.high:+.4f}] lies below -{tolerance}"))
+
+
 def evaluate_gate(
     family: str,
     primary: str,
@@ -95,9 +130,12 @@ def evaluate_gate(
     champion: dict[str, float] | None,
     rules: GateSettings,
     slices: Slices | None = None,
+    comparison: Comparison | dict | None = None,
 ) -> GateDecision:
     """Check the challenger against fixed thresholds, its service-level calibration, the
-    baseline, the champion and the champion slice by slice; return every failed rule.
+    best baseline (by ``min_lift_over_baseline``), the champion (by ``comparison``, the
+    paired bootstrap of the primary metric; without one, the point values and the
+    tolerance) and the champion slice by slice; return every failed rule.
 
     With no champion (the first run) only the thresholds and the baseline apply, and the
     decision says so (``first_model``). ``primary`` is the family's primary metric.
@@ -139,20 +177,14 @@ def evaluate_gate(
 
     mine = value(challenger, primary, "beats_baseline")
     base = value(baseline, primary, "beats_baseline")
-    if mine is not None and base is not None and not better(primary, mine, base):
-        failures.append(Failure("beats_baseline", primary, mine, base,
-                                f"{primary} {mine:.4f} does not beat the baseline's {base:.4f}"))
+    if mine is not None and base is not None:
+        _beats_baseline(primary, mine, base, rules.min_lift_over_baseline.get(family, 0.0), failures, notes)
     if champion is None:
         notes.append("first model of this family: no champion to compare with; champion and slice rules not applied")
     else:
         champ = value(champion, primary, "not_worse_than_champion")
         if mine is not None and champ is not None:
-            tol = rules.champion_tolerance
-            allowed = champ + tol if primary in LOWER_IS_BETTER else champ - tol
-            if better(primary, allowed, mine):
-                failures.append(Failure("not_worse_than_champion", primary, mine, champ,
-                                        f"{primary} {mine:.4f} is worse than the champion's {champ:.4f} "
-                                        f"beyond the tolerance {tol}"))
+            _not_worse_than_champion(primary, mine, champ, rules.champion_tolerance, comparison, failures, notes)
         for rule in rules.slices.get(family, []):
             _slice_rule(rule, (slices or {}).get("challenger", {}), (slices or {}).get("champion", {}), failures, notes)
     return GateDecision(family, not failures, primary, failures, first_model=champion is None, notes=notes)

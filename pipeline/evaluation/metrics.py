@@ -68,22 +68,24 @@ def naive_scale(units: np.ndarray, season: int) -> float:
     return 0.0
 
 
+def hits_and_gains(recommended: Sequence[Sequence[str]], relevant: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per user: 1 when the held-out item is in the top k, and its NDCG gain 1/log2(rank+1)."""
+    hits, gains = np.zeros(len(relevant)), np.zeros(len(relevant))
+    for i, (recs, target) in enumerate(zip(recommended, relevant)):
+        top = list(recs)[:k]
+        if target in top:
+            hits[i], gains[i] = 1.0, 1.0 / np.log2(top.index(target) + 2)
+    return hits, gains
+
+
 def ranking_metrics(
     recommended: Sequence[Sequence[str]], relevant: Sequence[str], k: int, catalog_size: int
 ) -> dict[str, float]:
     """Hit rate and NDCG at k for one held-out item per user, and catalog coverage."""
-    hits, gains, shown = [], [], set()
-    for recs, target in zip(recommended, relevant):
-        top = list(recs)[:k]
-        shown.update(top)
-        if target in top:
-            hits.append(1.0)
-            gains.append(1.0 / np.log2(top.index(target) + 2))
-        else:
-            hits.append(0.0)
-            gains.append(0.0)
+    hits, gains = hits_and_gains(recommended, relevant, k)
+    shown = {item for recs in recommended for item in list(recs)[:k]}
     return {
-        f"hr_at_{k}": float(np.mean(hits)) if hits else 0.0,
-        f"ndcg_at_{k}": float(np.mean(gains)) if gains else 0.0,
+        f"hr_at_{k}": float(hits.mean()) if len(hits) else 0.0,
+        f"ndcg_at_{k}": float(gains.mean()) if len(gains) else 0.0,
         f"coverage_at_{k}": len(shown) / max(1, catalog_size),
     }

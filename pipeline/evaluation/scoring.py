@@ -1,6 +1,10 @@
 """Holdout scores of one set of predictions, per kind of task: ``score(predictions, data,
 hp) -> metrics`` (``hp``: the family's training settings). The metric arithmetic itself is
-in :mod:`pipeline.evaluation.metrics`."""
+in :mod:`pipeline.evaluation.metrics`.
+
+Beside each score, ``units(predictions, data, hp) -> (unit, {metric: (stats, statistic)})``
+splits the primary metrics into additive statistics per holdout unit, for the paired
+bootstrap against the champion (:mod:`pipeline.evaluation.bootstrap`)."""
 
 from __future__ import annotations
 
@@ -8,10 +12,14 @@ from typing import Any
 
 import pandas as pd
 
+import numpy as np
+
 from pipeline.datasets import FamilyData
+from pipeline.evaluation.bootstrap import Units, macro_f1, ratio
 from pipeline.evaluation.metrics import (
     classification_metrics,
     forecast_metrics,
+    hits_and_gains,
     interval_metrics,
     mase,
     naive_scale,
@@ -24,6 +32,20 @@ def classification_score(predictions: pd.DataFrame, data: FamilyData, hp: Any = 
     """Accuracy, macro-F1, and recall and F1 per class of the predicted ``label``."""
     return classification_metrics(data.holdout["label"].astype(str).tolist(),
                                   predictions["label"].astype(str).tolist())
+
+
+def classification_units(predictions: pd.DataFrame, data: FamilyData, hp: Any = None) -> tuple[str, dict[str, Units]]:
+    """Per review: [tp, fp, fn] of each label (macro-F1), and [correct, 1] (accuracy)."""
+    truth = data.holdout["label"].astype(str).to_numpy()
+    pred = predictions["label"].astype(str).to_numpy()
+    labels = sorted(set(truth) | set(pred))  # as classification_metrics: the union of both
+    columns = []
+    for label in labels:
+        is_true, is_pred = truth == label, pred == label
+        columns += [is_true & is_pred, ~is_true & is_pred, is_true & ~is_pred]
+    correct = np.column_stack([truth == pred, np.ones(len(truth), bool)]).astype(float)
+    return "review", {"macro_f1": (np.column_stack(columns).astype(float), macro_f1(len(labels))),
+                      "accuracy": (correct, ratio(0, 1))}
 
 
 def forecast_score(predictions: pd.DataFrame, data: FamilyData, hp: Any) -> dict[str, float]:
@@ -53,6 +75,14 @@ def join_forecast(predictions: pd.DataFrame, data: FamilyData) -> pd.DataFrame:
     return joined
 
 
+def forecast_units(predictions: pd.DataFrame, data: FamilyData, hp: Any = None) -> tuple[str, dict[str, Units]]:
+    """Per series (its weeks are not independent): [sum |error|, sum |actual|] (WAPE)."""
+    joined = join_forecast(predictions, data)
+    frame = joined[SERIES_KEY].assign(error=(joined["forecast"] - joined["units"]).abs(), actual=joined["units"].abs())
+    sums = frame.groupby(SERIES_KEY, sort=True)[["error", "actual"]].sum()
+    return "series", {"wape": (sums.to_numpy(float), ratio(0, 1))}
+
+
 def series_scales(data: FamilyData, hp: Any) -> dict[tuple[str, str], float]:
     """Each series' MASE scale: its in-sample seasonal-naive MAE on the period grid."""
     train = clean(data.train)
@@ -76,17 +106,30 @@ def forecast_table(joined: pd.DataFrame, scales: dict[tuple[str, str], float], e
     return metrics
 
 
-def ranking_score(predictions: pd.DataFrame, data: FamilyData, hp: Any) -> dict[str, float]:
-    """Ranking metrics at ``hp.top_k`` over holdout customers; a customer without
-    predictions is a miss."""
+def _ranked_lists(predictions: pd.DataFrame, data: FamilyData) -> tuple[list[list[str]], list[str]]:
+    """Each holdout customer's recommendations in rank order (empty without any), and the
+    held-out item."""
     ranked = predictions.assign(customer_id=predictions["customer_id"].astype(str)).sort_values(
         ["customer_id", "rank"], kind="stable"
     )
     lists = {c: g.astype(str).tolist() for c, g in ranked.groupby("customer_id", sort=False)["sku"]}
     customers = data.holdout["customer_id"].astype(str).tolist()
-    targets = data.holdout["sku"].astype(str).tolist()
+    return [lists.get(c, []) for c in customers], data.holdout["sku"].astype(str).tolist()
+
+
+def ranking_score(predictions: pd.DataFrame, data: FamilyData, hp: Any) -> dict[str, float]:
+    """Ranking metrics at ``hp.top_k`` over holdout customers; a customer without
+    predictions is a miss."""
     if data.catalog is not None and len(data.catalog):
         catalog_size = int(data.catalog["sku"].nunique())
     else:
         catalog_size = int(data.train["sku"].nunique())
-    return ranking_metrics([lists.get(c, []) for c in customers], targets, hp.top_k, catalog_size)
+    return ranking_metrics(*_ranked_lists(predictions, data), hp.top_k, catalog_size)
+
+
+def ranking_units(predictions: pd.DataFrame, data: FamilyData, hp: Any) -> tuple[str, dict[str, Units]]:
+    """Per holdout customer: [hit, 1] (hit rate) and [gain, 1] (NDCG) at ``hp.top_k``."""
+    hits, gains = hits_and_gains(*_ranked_lists(predictions, data), hp.top_k)
+    ones = np.ones(len(hits))
+    return "customer", {f"hr_at_{hp.top_k}": (np.column_stack([hits, ones]), ratio(0, 1)),
+                        f"ndcg_at_{hp.top_k}": (np.column_stack([gains, ones]), ratio(0, 1))}

@@ -75,6 +75,7 @@ RECORD = families.Family(
     build=f"{__name__}:build", question=f"{__name__}:question",
     baseline="pipeline.evaluation.baselines:tfidf_logistic_regression",
     score="pipeline.evaluation.scoring:classification_score",
+    units="pipeline.evaluation.scoring:classification_units",
     slices="pipeline.evaluation.slices:by_class",
     plot="pipeline.evaluation.plots:confusion_matrix_plot",
 )

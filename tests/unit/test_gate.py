@@ -1,3 +1,5 @@
+import pytest
+
 from pipeline.evaluation.gate import GateDecision, evaluate_gate
 from pipeline.families import get_family
 from pipeline.settings import GateSettings
@@ -127,7 +129,7 @@ def test_first_run_says_which_rules_did_not_apply():
     d = gate("forecaster", {"wape": 0.3, "abs_bias": 0.0, "mase": 0.5}, {"wape": 0.5}, None, SLICED,
                       {"challenger": stores(a=(0.9, 40))})
     assert d.passed and d.first_model
-    assert d.notes == ["first model of this family: no champion to compare with; champion and slice rules not applied"]
+    assert "first model of this family: no champion to compare with; champion and slice rules not applied" in d.notes
 
 
 def test_gate_report_shows_numbers_reasons_and_slices():
@@ -145,3 +147,63 @@ def test_gate_report_shows_numbers_reasons_and_slices():
     assert "| abs_bias | 0.3000 | - | - | - | 0.2000 |" in report
     assert "**not_worse_than_champion**" in report and "**slice_regression**" in report
     assert "| b | 40 | 0.5000 | 0.3500 | 0.6000 | yes |" in report
+
+
+# ------------------------------------------------- relative to the baseline and the champion
+
+from pipeline.evaluation.bootstrap import Comparison  # noqa: E402
+
+
+def test_the_challenger_must_beat_the_best_baseline_by_the_family_lift():
+    rules = GateSettings(minimums={}, maximums={}, service_level_tolerance={})  # default lifts: 2%, 1%, 10%
+    assert rules.min_lift_over_baseline == {"sentiment": 0.02, "forecaster": 0.01, "recommender": 0.10}
+    small = gate("sentiment", {"macro_f1": 0.77}, {"macro_f1": 0.76}, None, rules)  # +1.3%
+    [failure] = small.failures
+    assert (failure.rule, failure.threshold) == ("beats_baseline", pytest.approx(0.7752))
+    assert "by 2%" in failure.reason and "+1.3%" in failure.reason
+    assert gate("sentiment", {"macro_f1": 0.78}, {"macro_f1": 0.76}, None, rules).passed
+    # lower is better: WAPE 0.455 is 1.1% under 0.46, 0.458 only 0.4%
+    assert gate("forecaster", {"wape": 0.455}, {"wape": 0.46}, None, rules).passed
+    assert not gate("forecaster", {"wape": 0.458}, {"wape": 0.46}, None, rules).passed
+    assert not gate("recommender", {"ndcg_at_10": 0.105}, {"ndcg_at_10": 0.1}, None, rules).passed
+    # the demo's figures (benchmarks/DEMO.md) clear their bars
+    assert gate("sentiment", {"macro_f1": 0.8057}, {"macro_f1": 0.7617}, None, rules).passed
+    assert gate("forecaster", {"wape": 0.4175}, {"wape": 0.4588}, None, rules).passed
+    assert gate("recommender", {"ndcg_at_10": 0.08}, {"ndcg_at_10": 0.0254}, None, rules).passed
+
+
+def test_default_class_rule_refuses_one_class_collapsing_of_two():
+    rules = GateSettings(minimums={}, maximums={})
+    classes = lambda **r: {"class": {c: {"metric": v, "n": 300} for c, v in r.items()}}  # noqa: E731
+    slices = {"challenger": classes(great=0.97, other=0.70), "champion": classes(great=0.90, other=0.85)}
+    d = gate("sentiment", {"macro_f1": 0.82}, {"macro_f1": 0.76}, {"macro_f1": 0.82}, rules, slices)
+    [failure] = d.failures
+    assert failure.rule == "slice_regression" and "1 of 2 class slices" in failure.reason
+    assert "other (0.850 -> 0.700)" in failure.reason
+    fine = {"challenger": classes(great=0.97, other=0.80), "champion": classes(great=0.90, other=0.85)}
+    assert gate("sentiment", {"macro_f1": 0.82}, {"macro_f1": 0.76}, {"macro_f1": 0.82}, rules, fine).passed
+
+
+def comparison(low: float, high: float) -> dict:
+    return Comparison("macro_f1", (low + high) / 2, low, high, 0.95, 1000, 995, "review").to_dict()
+
+
+def test_champion_rule_reads_the_bootstrap_interval():
+    rules = GateSettings(minimums={}, maximums={}, champion_tolerance=0.005)
+    args = ("sentiment", {"macro_f1": 0.80}, {"macro_f1": 0.70}, {"macro_f1": 0.81}, rules, None)
+    # point value worse by 0.01, but the interval spans 0: a tie, it passes and says so
+    tie = gate(*args, comparison(-0.03, 0.01))
+    assert tie.passed and any("champion comparison: no clear difference" in n and "[-0.0300, +0.0100]" in n
+                              for n in tie.notes)
+    worse = gate(*args, comparison(-0.03, -0.006))
+    [failure] = worse.failures
+    assert failure.rule == "not_worse_than_champion" and "[-0.0300, -0.0060] lies below -0.005" in failure.reason
+    assert gate(*args, comparison(-0.03, -0.004)).passed  # within the tolerance
+    better = gate("sentiment", {"macro_f1": 0.85}, {"macro_f1": 0.70}, {"macro_f1": 0.81}, rules, None,
+                  comparison(0.01, 0.07))
+    assert better.passed and any("champion comparison: better" in n for n in better.notes)
+    # a run evaluated without an interval falls back to the point values
+    assert [f.rule for f in gate(*args).failures] == ["not_worse_than_champion"]
+    report = gate_report(tie, {"challenger": {"macro_f1": 0.8}, "champion": {"macro_f1": 0.81},
+                               "baseline": {"macro_f1": 0.7}}, {}, rules)
+    assert "95% interval [-0.0300, +0.0100] from 1000 paired resamples of 995 reviews" in report
