@@ -1,10 +1,16 @@
 """Training and holdout sets for each model family, built from validated partitions, and
 the question each family's models are asked about the holdout.
 
-Splits are by time so a model is always judged on what came after what it learned from:
-- sentiment: labelled reviews, the latest ``holdout_fraction`` by ``created_at`` held out;
-- forecaster: the last ``horizon`` periods of the calendar held out, one cutoff for all series;
-- recommender: each customer's last interaction held out (leave-last-out).
+Splits:
+- sentiment: labelled reviews, the latest ``holdout_fraction`` by ``created_at`` held out
+  (by time);
+- forecaster: the last ``horizon`` periods of the calendar held out, one cutoff for all
+  series (by time);
+- recommender: leave-last-out, which is per customer, not a time cut: each customer's last
+  interaction is held out, and other customers' later interactions may be in train. A
+  second view is by time: interactions after a global cutoff (the last ``time_split_days``
+  days) are left out of training altogether, and the first item each customer with a
+  history chose after it is held out as ``recent``.
 """
 
 from __future__ import annotations
@@ -39,6 +45,14 @@ class FamilyData:
     holdout: pd.DataFrame
     catalog: pd.DataFrame | None = None
     plan: pd.DataFrame | None = None  # the forecaster's plan feed (future price and promo), if any
+    recent: pd.DataFrame | None = None  # the recommender's holdout after the global time cutoff, if any
+
+    def time_split_view(self) -> "FamilyData | None":
+        """The ``recent`` holdout asked with everything before the cutoff as history (train
+        and the leave-last-out holdout); None without one."""
+        if self.recent is None or self.recent.empty:
+            return None
+        return FamilyData(pd.concat([self.train, self.holdout], ignore_index=True), self.recent, self.catalog)
 
 
 def split_reviews(reviews: pd.DataFrame, holdout_fraction: float, max_train_rows: int) -> FamilyData:
@@ -77,12 +91,22 @@ def split_sales(sales: pd.DataFrame, horizon: int, min_train_periods: int, max_s
     return FamilyData(train.reset_index(drop=True), holdout.reset_index(drop=True), plan=plan)
 
 
-def split_interactions(interactions: pd.DataFrame, catalog: pd.DataFrame, min_history: int = 2) -> FamilyData:
+def split_interactions(interactions: pd.DataFrame, catalog: pd.DataFrame, min_history: int = 2,
+                       time_split_days: int = 0) -> FamilyData:
     """Columns customer_id, sku, timestamp. Customers with fewer than ``min_history``
-    interactions before their last one are kept in train only."""
+    interactions before their last one are kept in train only. With ``time_split_days``,
+    the interactions of the last that many days are left out of train and holdout, and each
+    customer's first one among them (if the customer had an interaction before) is the
+    ``recent`` holdout."""
     frame = interactions[["customer_id", "sku", "timestamp"]].copy()
     frame["timestamp"] = pd.to_datetime(frame["timestamp"])
     frame = frame.sort_values(["customer_id", "timestamp", "sku"], kind="stable").reset_index(drop=True)
+    recent = None
+    if time_split_days > 0:
+        after = frame["timestamp"] > frame["timestamp"].max() - pd.Timedelta(days=time_split_days)
+        recent = frame[after].groupby("customer_id", sort=False).head(1)
+        frame = frame[~after].reset_index(drop=True)
+        recent = recent[recent["customer_id"].isin(set(frame["customer_id"]))].reset_index(drop=True)
     position_from_end = frame.groupby("customer_id").cumcount(ascending=False)
     counts = frame.groupby("customer_id")["sku"].transform("size")
     is_holdout = (position_from_end == 0) & (counts > min_history)
@@ -91,6 +115,7 @@ def split_interactions(interactions: pd.DataFrame, catalog: pd.DataFrame, min_hi
         frame[~is_holdout].reset_index(drop=True),
         frame[is_holdout].reset_index(drop=True),
         cat.reset_index(drop=True),
+        recent=recent,
     )
 
 
@@ -108,7 +133,7 @@ def sales_dataset(frames: dict[str, pd.DataFrame], hp: ForecasterTraining) -> Fa
 
 
 def interactions_dataset(frames: dict[str, pd.DataFrame], hp: RecommenderTraining) -> FamilyData:
-    return split_interactions(frames["interactions"], frames["catalog"])
+    return split_interactions(frames["interactions"], frames["catalog"], time_split_days=hp.time_split_days)
 
 
 # ------------------------------------------------------------------ questions
@@ -146,6 +171,9 @@ def missing_data(lake: Lake, family: str, day: date, families_in_use: list[str] 
     return f"no validated {' or '.join(missing)} data up to {day}" if missing else None
 
 
+OPTIONAL_PARTS = ("catalog", "plan", "recent")  # written beside train and holdout when a family has them
+
+
 def build_dataset(lake: Lake, family: str, day: date, hp: Any) -> str:
     """Build ``family``'s train/holdout sets from validated data up to ``day`` (``hp``: its
     training settings); return the folder URI."""
@@ -161,7 +189,7 @@ def build_dataset(lake: Lake, family: str, day: date, hp: Any) -> str:
     folder = zones.dataset_folder(lake, family, day)
     lake.write_parquet(f"{folder}/train.parquet", data.train)
     lake.write_parquet(f"{folder}/holdout.parquet", data.holdout)
-    for name in ("catalog", "plan"):
+    for name in OPTIONAL_PARTS:
         if getattr(data, name) is not None:
             lake.write_parquet(f"{folder}/{name}.parquet", getattr(data, name))
     lineage = [entry for feed in (*record.feeds, *record.optional_feeds) if feed in frames
@@ -179,7 +207,7 @@ def load_lineage(lake: Lake, folder: str) -> list[dict]:
 
 
 def load_dataset(lake: Lake, folder: str) -> FamilyData:
-    optional = {name: f"{folder}/{name}.parquet" for name in ("catalog", "plan")}
+    optional = {name: f"{folder}/{name}.parquet" for name in OPTIONAL_PARTS}
     return FamilyData(
         lake.read_parquet(f"{folder}/train.parquet"),
         lake.read_parquet(f"{folder}/holdout.parquet"),

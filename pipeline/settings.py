@@ -82,6 +82,9 @@ class RecommenderTraining(BaseModel):
     warmup_ratio: float = 0.1
     mask_probability: float = 0.2
     top_k: int = 10
+    # the evaluation's second view, by time: the last this many days are kept out of training,
+    # and the next item each customer chose after that cutoff is scored (0: no such view)
+    time_split_days: int = 14
 
 
 class TrainingSettings(BaseModel):

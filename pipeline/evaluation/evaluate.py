@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import pandas as pd
 
@@ -40,11 +41,12 @@ def evaluate_run(settings: Settings, family: str, dataset_uri: str, run_id: str)
         log.info("%s question: %s", family, question.attrs["basis"])
     model_uri = mlflow.get_run(run_id).data.tags["model_uri"]
     score, slicer = record.function("score"), record.function("slices")
-    predictions = {"challenger": mlflow.pyfunc.load_model(model_uri).predict(question)}
+    models = {"challenger": mlflow.pyfunc.load_model(model_uri)}
     champion = champion_version(settings, family)
     if champion is not None:
         uri = f"models:/{settings.model_name(family)}/{champion}"  # the version read above, even if the alias moves
-        predictions["champion"] = mlflow.pyfunc.load_model(uri).predict(question)
+        models["champion"] = mlflow.pyfunc.load_model(uri)
+    predictions = {role: model.predict(question) for role, model in models.items()}
     baselines = {}
     for name in (record.baseline, *record.more_baselines):
         started = time.perf_counter()
@@ -56,6 +58,7 @@ def evaluate_run(settings: Settings, family: str, dataset_uri: str, run_id: str)
     results = {role: score(p, data, hp) if role != "baseline" else baselines[best][1]
                for role, p in predictions.items()}
     slices = {role: slicer(p, data, hp) for role, p in predictions.items()}
+    views = {"time_split": _score_view(record, data.time_split_view(), models, best, hp)}
     comparison = None
     if champion is not None:
         comparison = compare_with_champion(record, predictions, data, hp, settings)
@@ -65,6 +68,9 @@ def evaluate_run(settings: Settings, family: str, dataset_uri: str, run_id: str)
         log.info("MLflow run: %s", run_address(settings, run.info.experiment_id, run_id))
         for role, metrics in results.items():
             mlflow.log_metrics({mlflow_key(f"{role}_{k}"): v for k, v in metrics.items()})
+        for view, scores in views.items():
+            for role, metrics in (scores or {}).items():
+                mlflow.log_metrics({mlflow_key(f"{view}/{role}_{k}"): v for k, v in metrics.items()})
         if comparison is not None:
             mlflow.log_metrics({"vs_champion_difference": comparison.difference,
                                 "vs_champion_low": comparison.low, "vs_champion_high": comparison.high})
@@ -75,13 +81,31 @@ def evaluate_run(settings: Settings, family: str, dataset_uri: str, run_id: str)
                          "question_basis": question.attrs.get("basis", "")[:5000]})
         mlflow.log_dict({"champion_version": champion, "best_baseline": best, **results,
                          "baselines": {n: m for n, (_, m) in baselines.items()},
-                         "champion_comparison": comparison and comparison.to_dict()}, "evaluation/metrics.json")
+                         "champion_comparison": comparison and comparison.to_dict(),
+                         "views": views}, "evaluation/metrics.json")
         mlflow.log_dict(slices, "evaluation/slices.json")
         _log_evaluation_set(data)
         _log_plot(record, data, predictions, hp)
     table = pd.DataFrame({**results, **{f"baseline {n}": m for n, (_, m) in baselines.items()}}).T
     log.info("%s holdout metrics (%d rows):\n%s", family, len(data.holdout), table.to_string(float_format="%.4f"))
+    if views["time_split"]:
+        log.info("%s by time (the next item after the cutoff of %d customers):\n%s", family, len(data.recent),
+                 pd.DataFrame(views["time_split"]).T.to_string(float_format="%.4f"))
     return run_id
+
+
+def _score_view(record: Family, view: FamilyData | None, models: dict[str, Any], best: str,
+                hp: object) -> dict[str, dict[str, float]] | None:
+    """Challenger, champion and the best baseline scored on a second holdout (None without
+    one): the same models, asked the view's question."""
+    if view is None:
+        return None
+    question = record.function("question")(view)
+    score = record.function("score")
+    scores = {role: score(model.predict(question), view, hp) for role, model in models.items()}
+    baseline = next(n for n in (record.baseline, *record.more_baselines) if n.rpartition(":")[2] == best)
+    scores["baseline"] = score(record.function_named(baseline)(view, hp), view, hp)
+    return scores
 
 
 def compare_with_champion(record: Family, predictions: dict[str, pd.DataFrame], data: FamilyData, hp: object,

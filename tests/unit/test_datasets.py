@@ -41,3 +41,35 @@ def test_interactions_hold_out_each_customers_last_item():
     assert data.holdout.to_dict("records")[0]["sku"] == "a"  # c1's latest by time
     assert list(data.holdout["customer_id"]) == ["c1"]  # c2 has too little history
     assert len(data.train) == 5 and data.catalog is not None
+
+
+def test_the_time_split_view_keeps_the_last_days_out_of_training():
+    from pipeline.demo_data import load_movielens
+    from pipeline.evaluation.baselines import popularity
+    from pipeline.evaluation.scoring import ranking_score
+    from pipeline.settings import RecommenderTraining
+
+    interactions, catalog = load_movielens()  # real ratings, 1997-09-20 to 1998-04-22
+    interactions = interactions.assign(timestamp=pd.to_datetime(interactions["seconds"], unit="s"))
+    data = split_interactions(interactions, catalog, time_split_days=14)
+    cutoff = interactions["timestamp"].max() - pd.Timedelta(days=14)
+    # nothing after the cutoff is trained on or in the leave-last-out holdout
+    assert data.train["timestamp"].max() <= cutoff and data.holdout["timestamp"].max() <= cutoff
+    assert len(data.train) + len(data.holdout) == (interactions["timestamp"] <= cutoff).sum()
+    # the view: the first item after the cutoff of each customer who had a history before it
+    recent = data.recent
+    assert (recent["timestamp"] > cutoff).all() and recent["customer_id"].is_unique
+    assert len(recent) == 71  # 91 customers rated in those 14 days, 71 of them before too
+    first = interactions[interactions["timestamp"] > cutoff].sort_values(["customer_id", "timestamp", "sku"])
+    assert recent.set_index("customer_id")["sku"].to_dict() == {
+        c: s for c, s in first.groupby("customer_id").head(1).set_index("customer_id")["sku"].items()
+        if c in set(recent["customer_id"])}
+    view = data.time_split_view()
+    # asked with the whole history before the cutoff, the leave-last-out item included
+    assert len(view.train) == len(data.train) + len(data.holdout)
+    scores = ranking_score(popularity(view, RecommenderTraining()), view, RecommenderTraining())
+    assert 0 <= scores["hr_at_10"] <= 1 and scores["ndcg_at_10"] <= scores["hr_at_10"]
+    # without the setting there is no view, and the split is leave-last-out over everything
+    plain = split_interactions(interactions, catalog)
+    assert plain.recent is None and plain.time_split_view() is None
+    assert len(plain.train) + len(plain.holdout) == len(interactions)
