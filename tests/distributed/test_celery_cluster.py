@@ -143,14 +143,23 @@ def test_celery_cluster_runs_the_dags_on_both_workers(tmp_path: Path, s3_endpoin
         # the scheduler crashes while a training task runs on the gpu worker; once restarted it
         # adopts the running tasks and the run completes, each model registered once
         deadline = time.monotonic() + 900
-        while not any(ti["task_id"].startswith("fine_tune_") and ti["state"] == "running"
-                      for ti in api.task_instances("retail_retrain", retrain_run)):
+        while not (running := {ti["task_id"]: ti["try_number"]
+                               for ti in api.task_instances("retail_retrain", retrain_run)
+                               if ti["task_id"].startswith("fine_tune_") and ti["state"] == "running"}):
             assert time.monotonic() < deadline, "no training task started"
             cluster.assert_alive()
             time.sleep(2)
+        assert set(running.values()) == {1}, running  # their first try when the scheduler dies
         cluster.crash_and_restart("scheduler")
         assert api.wait_for_run("retail_retrain", retrain_run, timeout=1800) == "success"
         trained = time.monotonic()
+        # the tasks running at the crash were adopted, not re-run: still their first and only try
+        after_crash = {ti["task_id"]: (ti["state"], ti["try_number"])
+                       for ti in api.task_instances("retail_retrain", retrain_run) if ti["task_id"] in running}
+        assert after_crash == {task_id: ("success", 1) for task_id in running}, after_crash
+        for task_id in running:
+            tries = api.call("GET", f"/api/v2/dags/retail_retrain/dagRuns/{retrain_run}/taskInstances/{task_id}/tries")
+            assert [t["try_number"] for t in tries["task_instances"]] == [1], (task_id, tries)
 
         # the promotions updated the champion Assets, which ran the consumers
         consumer_runs = []

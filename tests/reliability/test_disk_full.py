@@ -1,6 +1,10 @@
 """The lake's disk full: a real full file system (a 2 MB tmpfs mounted for the test). A
 write that does not fit fails with ENOSPC naming the file; the partition already there
-stays whole and readable, and no temporary file is left behind."""
+stays whole and readable, and no temporary file is left behind.
+
+Mounting needs root, or passwordless sudo for a normal user (the tmpfs then belongs to that
+user: uid/gid mount options). Without either the tests skip, saying why; with
+CI_REQUIRE_ROOT set (.ci/run sets it) they fail instead."""
 
 from __future__ import annotations
 
@@ -23,22 +27,37 @@ DAY1, DAY2 = date(2026, 10, 1), date(2026, 10, 2)
 HEADER = "date,store_id,sku,units,price,promo\n"
 
 
+def _as_root() -> list[str]:
+    """Nothing as root; `sudo -n` (never a password prompt) otherwise."""
+    return [] if os.geteuid() == 0 else ["sudo", "-n"]
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 2 MB tmpfs: a file system that really fills up."""
+    """A 2 MB tmpfs owned by the user running the tests: a file system that really fills up."""
     mount_point = tmp_path / "disk"
     mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        reason = f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}"
+    options = f"size=2m,mode=0700,uid={os.getuid()},gid={os.getgid()}"
+    argv = [*_as_root(), "mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount_point)]
+    try:
+        mounted = subprocess.run(argv, capture_output=True, text=True)
+        error = (mounted.stderr.strip() or f"exit status {mounted.returncode}") if mounted.returncode else ""
+    except FileNotFoundError as exc:  # no sudo (or mount) installed
+        error = str(exc)
+    if error:
+        how = "as root" if os.geteuid() == 0 else "with passwordless sudo (`sudo -n`)"
+        reason = f"cannot mount a tmpfs {how}: `{' '.join(argv)}`: {error}"
         if os.environ.get("CI_REQUIRE_ROOT"):
-            pytest.fail(reason)
+            pytest.fail(f"{reason} (CI_REQUIRE_ROOT makes this a failure)")
         pytest.skip(reason)
     try:
+        stat = mount_point.stat()
+        assert (stat.st_uid, stat.st_gid) == (os.getuid(), os.getgid()) and os.access(mount_point, os.W_OK), \
+            f"the tmpfs is not writable by uid {os.getuid()}: owner {stat.st_uid}:{stat.st_gid}"
+        assert os.statvfs(mount_point).f_blocks * os.statvfs(mount_point).f_frsize == 2 << 20  # really the tmpfs
         yield mount_point
     finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=True)
+        subprocess.run([*_as_root(), "umount", "-l", str(mount_point)], check=True)
 
 
 def fill(disk: Path) -> Path:
