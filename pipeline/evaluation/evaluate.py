@@ -76,6 +76,10 @@ def evaluate_run(settings: Settings, family: str, dataset_uri: str, run_id: str)
                                 "vs_champion_low": comparison.low, "vs_champion_high": comparison.high})
         for name, (_, metrics) in baselines.items():
             mlflow.log_metrics({mlflow_key(f"baselines/{name}/{k}"): v for k, v in metrics.items()})
+        # the precision each model scored the holdout in, where the model says (sentiment: bf16
+        # on a CPU with native bf16, else fp32): a gate metric can move by a row or two with it
+        mlflow.set_tags({f"scoring_precision.{role}": p.attrs["scoring_precision"]
+                         for role, p in predictions.items() if "scoring_precision" in p.attrs})
         mlflow.set_tags({"champion_version_at_evaluation": champion or "none", "best_baseline": best,
                          "evaluation_set_uri": f"{dataset_uri}/holdout.parquet",
                          "question_basis": question.attrs.get("basis", "")[:5000]})

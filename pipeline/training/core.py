@@ -109,7 +109,8 @@ def seed_everything(seed: int) -> None:
 
 def cpu_has_fast_bf16() -> bool:
     """AMX or AVX512-BF16 on this CPU: bf16 matrix products run natively (measured here:
-    2.6x the fp32 scoring speed with the same labels)."""
+    2.6x the fp32 scoring speed, and 998 of 1,000 labels the same in
+    tests/integration/test_scoring_precision.py)."""
     checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,28 @@ from pipeline.training.core import (
 from pipeline.training.encoder import resolve_base_model
 
 log = logging.getLogger(__name__)
+
+# "float32" (fp32) or "bfloat16" (bf16) forces the precision the pyfunc scores in; unset or "auto": as below
+PRECISION_VARIABLE = "RETAIL_SCORING_PRECISION"
+PRECISIONS = ("bfloat16", "float32")
+
+
+def scoring_precision(device: str | torch.device | None = None) -> str:
+    """The precision a sentiment pyfunc loaded now scores in on ``device`` of this host
+    (None: the device it picks, the GPU when there is one): "bfloat16" on a GPU and on a CPU
+    that computes it natively (AMX or AVX512-BF16), else "float32", unless
+    RETAIL_SCORING_PRECISION forces one. The labels are nearly always the same (998 of 1,000
+    Amazon test reviews in tests/integration/test_scoring_precision.py), but a gate metric can
+    move by a row or two, so the evaluation records it."""
+    forced = os.environ.get(PRECISION_VARIABLE, "").strip().lower() or "auto"
+    forced = {"bf16": "bfloat16", "fp32": "float32"}.get(forced, forced)
+    if forced in PRECISIONS:
+        return forced
+    if forced != "auto":
+        raise ValueError(f"{PRECISION_VARIABLE}={forced!r}: expected one of auto, {', '.join(PRECISIONS)}")
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return "bfloat16" if torch.device(device).type == "cuda" or cpu_has_fast_bf16() else "float32"
 
 
 def _bucketed_batches(
@@ -161,7 +184,8 @@ def fine_tune(
 
 
 class SentimentModel(mlflow.pyfunc.PythonModel):
-    """pyfunc: a frame with a ``text`` column in; label, score and p_<class> out."""
+    """pyfunc: a frame with a ``text`` column in; label, score and p_<class> out (the
+    frame's ``attrs["scoring_precision"]`` says which precision scored it)."""
 
     def load_context(self, context: Any) -> None:
         from transformers import AutoTokenizer
@@ -171,8 +195,12 @@ class SentimentModel(mlflow.pyfunc.PythonModel):
         self.tokenizer = AutoTokenizer.from_pretrained(folder / "model")
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.model = MeanPoolClassifier.load(folder / "model", len(self.config["classes"])).to(self.device).eval()
-        # bf16 on a GPU, and on a CPU that computes it natively: far faster, the same labels (see core)
-        self.bf16 = self.device.type == "cuda" or cpu_has_fast_bf16()
+        # bf16 on a GPU, and on a CPU that computes it natively: far faster, nearly always the same labels
+        self.scoring_precision = scoring_precision(self.device)
+
+    @property
+    def bf16(self) -> bool:
+        return self.scoring_precision == "bfloat16"
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         texts = model_input["text"].fillna("").astype(str).tolist()
@@ -186,5 +214,6 @@ class SentimentModel(mlflow.pyfunc.PythonModel):
         out = pd.DataFrame({f"p_{c}": probs[:, i] for i, c in enumerate(classes)})
         out.insert(0, "score", probs.max(axis=1) if len(texts) else np.zeros(0))
         out.insert(0, "label", [classes[i] for i in probs.argmax(axis=1)] if len(texts) else [])
+        out.attrs["scoring_precision"] = self.scoring_precision
         return out
 

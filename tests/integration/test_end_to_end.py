@@ -131,6 +131,8 @@ def test_dags_run_end_to_end_on_real_data(retail_env, airflow_db, tiny_training,
         run = client.get_run(mv.run_id)
         assert run.data.tags["logical_date"] == "2026-10-03"
         assert any(k.startswith("baseline_") for k in run.data.metrics)
+        if family == "sentiment":  # the precision it scored the holdout in, recorded
+            assert run.data.tags["scoring_precision.challenger"] in ("bfloat16", "float32")
         if family == "recommender":  # the second view, by time, for every role scored
             assert {"time_split/challenger_hr_at_10", "time_split/baseline_hr_at_10"} <= set(run.data.metrics)
         champions[family] = mv.version
