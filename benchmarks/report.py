@@ -7,8 +7,8 @@ plots/. Every table and figure names the machine and date of its own run::
 
     python benchmarks/report.py
 
-A hand-written ``results/<name>.notes.md`` (e.g. scaling.notes.md: why a stage grows
-faster than linearly) is added under that benchmark's section.
+A hand-written ``results/<name>.notes.md`` (e.g. scaling.notes.md: what grows with the
+data, and by which exponent) is added under that benchmark's section.
 """
 
 from __future__ import annotations
@@ -51,7 +51,9 @@ def sft_gpu_target(sft: dict) -> Measured:
     accuracy_ok = all(ours["accuracy"] >= side["accuracy"] - 0.01 for side in (default, tuned))
     runs = f"median of {sft['repeats']}" if sft.get("repeats", 1) > 1 else "one run"
     mfu = f", MFU {ours['mfu']:.1%}" if ours.get("mfu") is not None else ""
-    return (f"{vs_default:.2f}x default, {vs_tuned:.2f}x tuned, accuracy {ours['accuracy']:.3f} vs "
+    grouped = r.get("trainer_grouped")  # the Trainer at the pipeline's batch size, grouped by length
+    vs_grouped = f", {ours['samples_per_s'] / grouped['samples_per_s']:.2f}x grouped" if grouped else ""
+    return (f"{vs_default:.2f}x default, {vs_tuned:.2f}x tuned{vs_grouped}, accuracy {ours['accuracy']:.3f} vs "
             f"{default['accuracy']:.3f} / {tuned['accuracy']:.3f}{mfu} ({sft['train_rows']:,} rows, {runs})",
             vs_default >= 10 and vs_tuned >= 5 and accuracy_ok)
 
@@ -64,14 +66,15 @@ def ingest_target(ingest: dict) -> Measured:
     return f"{seconds:.1f} s validate + publish{note}", seconds <= 10 if at_1m else None
 
 
-def review_scoring_target(consumers: dict) -> Measured:
-    reviews = [x for x in consumers["results"] if x["what"] == "reviews scored"]
-    ours = next(x for x in reviews if "champion" in x["how"])
-    plain = next(x for x in reviews if "defaults" in x["how"])
-    best = max((x for x in reviews if x is not ours), key=lambda x: x["per_second"])
-    ratio = ours["per_second"] / plain["per_second"]
-    return (f"{ratio:.1f}x the pipeline's defaults ({ours['per_second'] / best['per_second']:.1f}x its best "
-            f"setting here, {best['how'].split('), ')[-1]})", ratio >= 3)
+def review_scoring_target(scoring: dict) -> Measured:
+    """Judged against the peer's best setting measured in the same run (batch sizes 1 to 256,
+    fp32 and bf16), not its defaults."""
+    ours, peers = scoring["results"][0], scoring["results"][1:]
+    best = max(peers, key=lambda x: x["per_second"])
+    default = next(x for x in peers if x["how"] == "transformers.pipeline, batch_size=1")
+    ratio = ours["per_second"] / best["per_second"]
+    return (f"{ratio:.2f}x the pipeline's best setting here ({best['how'].split(', ', 1)[-1]}; "
+            f"{ours['per_second'] / default['per_second']:.1f}x its defaults)", ratio >= 3)
 
 
 def overhead_target(demo: dict) -> Measured:
@@ -80,15 +83,27 @@ def overhead_target(demo: dict) -> Measured:
             f"({total['overhead_share_with_gaps']:.1%} with the gaps between runs)", total["overhead_share"] < 0.10)
 
 
+def scaling_target(scaling: dict) -> Measured:
+    """The largest time exponent between consecutive sizes, against the flag threshold."""
+    steps = [(row["time_exponent"], stage, row["scale"]) for stage, rows in scaling["stages"].items()
+             for row in rows if row.get("time_exponent") is not None]
+    worst, stage, scale = max(steps)
+    limit = scaling["super_linear_above"]
+    return (f"at most {worst:.2f} ({stage}, up to {scale}x; sizes {', '.join(f'{s}x' for s in scaling['sizes'])}, "
+            f"one run each)", worst <= limit)
+
+
 TARGETS: list[tuple[str, str, str, Callable[[dict], Measured]]] = [  # target, result, how to measure it, check
     ("DAG files parse in under 0.3 s each", "parse", "parse_bench.py", parse_target),
     ("fine-tuning at least 10x the default and 5x the tuned HF Trainer on GPU, accuracy within 1 point",
      "sft_cuda", "no GPU run: benchmarks/gpu_check.sh on a GPU", sft_gpu_target),
     ("1 M rows validated in at most 10 s on 2 cores", "ingest", "ingest_bench.py", ingest_target),
-    ("review scoring at least 3x transformers.pipeline on CPU", "consumers_cpu",
-     "consumers_bench.py after make demo", review_scoring_target),
-    ("demo's scheduling overhead under 10% of its wall time", "demo_stages", "demo_stages.py after make demo",
+    ("review scoring at least 3x transformers.pipeline on CPU (its best measured setting)", "scoring_cpu",
+     "scoring_bench.py", review_scoring_target),
+    ("demo's scheduling overhead under 10% of its wall time (under dag.test(); under a real scheduler, the "
+     "ingest DAG alone: its section below)", "demo_stages", "demo_stages.py after make demo",
      overhead_target),
+    ("time grows with data size at most with exponent 1.15", "scaling", "scaling_bench.py", scaling_target),
 ]
 
 
@@ -99,7 +114,10 @@ def check_targets(r: dict[str, dict | None]) -> list[dict[str, Any]]:
         if result is None:
             if name == "sft_cuda" and r.get("sft_cpu"):
                 cpu = r["sft_cpu"]
-                how += f"; on CPU {trainer_ratio(cpu):.2f}x ({cpu['machine']}, {cpu['date']})"
+                grouped = cpu["results"].get("trainer_grouped")
+                vs_grouped = (f", {cpu['results']['pipeline']['samples_per_s'] / grouped['samples_per_s']:.2f}x "
+                              f"the Trainer at its batch size, grouped" if grouped else "")
+                how += f"; on CPU {trainer_ratio(cpu):.2f}x{vs_grouped} ({cpu['machine']}, {cpu['date']})"
             rows.append({"target": target, "measured": f"{NOT_MEASURED} ({how})", "machine": "", "date": "",
                          "met": NOT_MEASURED})
             continue
@@ -117,6 +135,8 @@ SECTIONS = [  # (title, result names, how to produce them)
     ("Consumers", ["consumers_cpu", "consumers_cuda"], "python benchmarks/consumers_bench.py (after make demo)"),
     ("DAG parse time", ["parse"], "python benchmarks/parse_bench.py"),
     ("The demo's wall time by stage", ["demo_stages"], "python benchmarks/demo_stages.py (after make demo)"),
+    ("Scheduling overhead under a real scheduler (LocalExecutor)", ["scheduler"],
+     "python benchmarks/scheduler_bench.py"),
     ("Scaling with data size", ["scaling"], "python benchmarks/scaling_bench.py"),
 ]
 

@@ -213,11 +213,20 @@ def main() -> None:
     parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=list(STAGES))
     parser.add_argument("--epochs", type=int, default=2, help="forecaster epochs at every size")
     parser.add_argument("--quick", action="store_true", help="sizes 0.05 and 0.2, one epoch: a check that it runs")
+    parser.add_argument("--render", action="store_true",
+                        help="only rewrite scaling.md from the scaling.json already there")
     parser.add_argument("--child", nargs=3, metavar=("STAGE", "SCALE", "WORKDIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         stage, scale, workdir = args.child
         print(json.dumps(measure_child(stage, float(scale), Path(workdir), args.epochs)))
+        return
+    if args.render:
+        from common import RESULTS
+
+        payload = json.loads((RESULTS / "scaling.json").read_text())
+        write_results("scaling", payload, table(payload))
+        print("\n".join(table(payload)))
         return
     if args.quick:
         args.sizes, args.epochs = [0.05, 0.2], 1
@@ -255,10 +264,18 @@ def main() -> None:
     machine = machine_name("cuda" if torch.cuda.is_available() else "cpu")
     meta = {"date": datetime.date.today().isoformat(), "machine": machine, "sizes": sizes, "epochs": args.epochs,
             "super_linear_above": SUPER_LINEAR, "wall_s": round(time.perf_counter() - started, 1)}
+    lines = table({**meta, "stages": stages})
+    write_results("scaling", {**meta, "stages": stages}, lines)
+    print("\n".join(lines))
+
+
+def table(payload: dict) -> list[str]:
+    """scaling.md from scaling.json's contents."""
+    stages, threshold = payload["stages"], payload.get("super_linear_above", SUPER_LINEAR)
     flagged = [f"{s} ({r['scale']:g}x: exponent {r['time_exponent']})" for s, rows in stages.items()
                for r in rows if r["super_linear"]]
-    lines = [f"Scaling with data size ({meta['date']}, {machine}; each size in a fresh process; forecaster "
-             f"{args.epochs} epoch(s))", "",
+    lines = [f"Scaling with data size ({payload['date']}, {payload['machine']}; each size in a fresh process; "
+             f"forecaster {payload['epochs']} epoch(s))", "",
              "| stage | size | items | seconds | items/s | time exponent | peak RSS MB | memory exponent |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for stage, rows in stages.items():
@@ -268,11 +285,23 @@ def main() -> None:
             lines.append(f"| {stage} | {r['scale']:g}x | {r['items']:,} {unit} | {r['seconds']:.2f} | "
                          f"{r['per_second'] or 0:,.0f} | {_fmt(r['time_exponent'])}{flag} | {r['peak_rss_mb']:,} | "
                          f"{_fmt(r['memory_exponent'])} |")
+
+    def largest(key: str) -> str:
+        steps = [(r[key], stage, prev["scale"], r["scale"]) for stage, rows in stages.items()
+                 for prev, r in zip(rows, rows[1:]) if r[key] is not None]
+        if not steps:
+            return "not measured"
+        value, stage, a, b = max(steps)
+        return f"{value:.2f} ({stage}, {a:g}x to {b:g}x)"
+
     lines += ["", "Exponent: log(t_b / t_a) / log(b / a) from the previous size; 1 is linear, "
-              f"above {SUPER_LINEAR} is flagged. Super-linear: {', '.join(flagged) if flagged else 'none'}.", ""]
+              f"above {threshold} is flagged super-linear: "
+              f"{', '.join(flagged) if flagged else 'none'}. With a few sizes and one run each, an exponent is "
+              "measured, not proven: every stage's time grows at most "
+              f"with exponent {largest('time_exponent')} between the sizes measured, and its peak memory at "
+              f"most with exponent {largest('memory_exponent')}.", ""]
     lines += [f"- {stage}: {STAGES[stage][1]}; grows with size: {GROWS[stage]}." for stage in stages]
-    write_results("scaling", {**meta, "stages": stages}, lines)
-    print("\n".join(lines))
+    return lines
 
 
 def _fmt(value: float | None) -> str:
