@@ -97,12 +97,17 @@ def split_interactions(interactions: pd.DataFrame, catalog: pd.DataFrame, min_hi
     interactions before their last one are kept in train only. With ``time_split_days``,
     the interactions of the last that many days are left out of train and holdout, and each
     customer's first one among them (if the customer had an interaction before) is the
-    ``recent`` holdout."""
+    ``recent`` holdout; not when the interactions span less than twice that many days (the
+    view would take half of the history away from training)."""
     frame = interactions[["customer_id", "sku", "timestamp"]].copy()
     frame["timestamp"] = pd.to_datetime(frame["timestamp"])
     frame = frame.sort_values(["customer_id", "timestamp", "sku"], kind="stable").reset_index(drop=True)
     recent = None
-    if time_split_days > 0:
+    span = frame["timestamp"].max() - frame["timestamp"].min() if len(frame) else pd.Timedelta(0)
+    if time_split_days > 0 and span <= pd.Timedelta(days=2 * time_split_days):
+        log.info("interactions span %s: too short to keep the last %d days out of training; no time-split view",
+                 span, time_split_days)
+    elif time_split_days > 0:
         after = frame["timestamp"] > frame["timestamp"].max() - pd.Timedelta(days=time_split_days)
         recent = frame[after].groupby("customer_id", sort=False).head(1)
         frame = frame[~after].reset_index(drop=True)

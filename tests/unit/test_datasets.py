@@ -69,7 +69,11 @@ def test_the_time_split_view_keeps_the_last_days_out_of_training():
     assert len(view.train) == len(data.train) + len(data.holdout)
     scores = ranking_score(popularity(view, RecommenderTraining()), view, RecommenderTraining())
     assert 0 <= scores["hr_at_10"] <= 1 and scores["ndcg_at_10"] <= scores["hr_at_10"]
-    # without the setting there is no view, and the split is leave-last-out over everything
+    # without the setting there is no view, and the split is leave-last-out over everything;
+    # nor with a history shorter than twice the window (the last 20 days of the data here)
     plain = split_interactions(interactions, catalog)
     assert plain.recent is None and plain.time_split_view() is None
     assert len(plain.train) + len(plain.holdout) == len(interactions)
+    short = interactions[interactions["timestamp"] > interactions["timestamp"].max() - pd.Timedelta(days=20)]
+    young = split_interactions(short, catalog, time_split_days=14)
+    assert young.recent is None and len(young.train) + len(young.holdout) == len(short)
