@@ -123,7 +123,7 @@ class GateSettings(BaseModel):
     paired bootstrap against the champion. The absolute floors are sanity limits that hold
     even when every baseline is broken too (a sentiment model that predicts one class has a
     macro-F1 of at most 0.5 with two classes; a forecast with WAPE above 0.9 or half its
-    volume of bias is not a plan). docs/evaluation.md gives the reasoning for each default."""
+    volume of bias is not a plan). docs/lifecycle.md gives the reasoning for each default."""
 
     minimums: dict[str, dict[str, float]] = {
         "sentiment": {"accuracy": 0.70, "macro_f1": 0.60, "recall_*": 0.30},

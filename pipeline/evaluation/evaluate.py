@@ -47,18 +47,19 @@ def evaluate_run(settings: Settings, family: str, dataset_uri: str, run_id: str)
         uri = f"models:/{settings.model_name(family)}/{champion}"  # the version read above, even if the alias moves
         models["champion"] = mlflow.pyfunc.load_model(uri)
     predictions = {role: model.predict(question) for role, model in models.items()}
+    functions = {name.rpartition(":")[2]: name for name in (record.baseline, *record.more_baselines)}
     baselines = {}
-    for name in (record.baseline, *record.more_baselines):
+    for short, name in functions.items():
         started = time.perf_counter()
         baseline = record.function_named(name)(data, hp)
-        baselines[name.rpartition(":")[2]] = (baseline, score(baseline, data, hp))
+        baselines[short] = (baseline, score(baseline, data, hp))
         log.info("baseline %s scored in %.1f s", name, time.perf_counter() - started)
     best = min(baselines, key=lambda n: (primary_rank(record.primary_metric, baselines[n][1]), n))
     predictions["baseline"] = baselines[best][0]
     results = {role: score(p, data, hp) if role != "baseline" else baselines[best][1]
                for role, p in predictions.items()}
     slices = {role: slicer(p, data, hp) for role, p in predictions.items()}
-    views = {"time_split": _score_view(record, data.time_split_view(), models, best, hp)}
+    views = {"time_split": _score_view(record, data.time_split_view(), models, functions[best], hp)}
     comparison = None
     if champion is not None:
         comparison = compare_with_champion(record, predictions, data, hp, settings)
@@ -98,16 +99,15 @@ def evaluate_run(settings: Settings, family: str, dataset_uri: str, run_id: str)
     return run_id
 
 
-def _score_view(record: Family, view: FamilyData | None, models: dict[str, Any], best: str,
+def _score_view(record: Family, view: FamilyData | None, models: dict[str, Any], baseline: str,
                 hp: object) -> dict[str, dict[str, float]] | None:
-    """Challenger, champion and the best baseline scored on a second holdout (None without
-    one): the same models, asked the view's question."""
+    """Challenger, champion and the best baseline (the function ``baseline``) scored on a
+    second holdout (None without one): the same models, asked the view's question."""
     if view is None:
         return None
     question = record.function("question")(view)
     score = record.function("score")
     scores = {role: score(model.predict(question), view, hp) for role, model in models.items()}
-    baseline = next(n for n in (record.baseline, *record.more_baselines) if n.rpartition(":")[2] == best)
     scores["baseline"] = score(record.function_named(baseline)(view, hp), view, hp)
     return scores
 
@@ -173,7 +173,8 @@ def gate_run(settings: Settings, family: str, run_id: str) -> dict:
     baselines = evaluation.get("baselines")
     decision: GateDecision = evaluate_gate(
         family, get_family(family).primary_metric, by_role["challenger"], by_role["baseline"],
-        by_role["champion"] or None, settings.gate, slices, evaluation.get("champion_comparison"),
+        by_role["champion"] or None, settings.gate, slices,
+        Comparison(**evaluation["champion_comparison"]) if evaluation.get("champion_comparison") else None,
     )
     report = gate_report(decision, by_role, slices, settings.gate, baselines)
     with mlflow.start_run(run_id=run_id):

@@ -102,7 +102,7 @@ def _beats_baseline(primary: str, mine: float, base: float, lift: float, failure
 
 
 def _not_worse_than_champion(primary: str, mine: float, champ: float, tolerance: float,
-                             comparison: Comparison | dict | None, failures: list[Failure], notes: list[str]) -> None:
+                             comparison: Comparison | None, failures: list[Failure], notes: list[str]) -> None:
     if comparison is None:  # a run evaluated before the bootstrap: the point values
         allowed = champ + tolerance if primary in LOWER_IS_BETTER else champ - tolerance
         notes.append("champion comparison on the point values (no bootstrap interval was logged)")
@@ -111,8 +111,6 @@ def _not_worse_than_champion(primary: str, mine: float, champ: float, tolerance:
                                     f"{primary} {mine:.4f} is worse than the champion's {champ:.4f} "
                                     f"beyond the tolerance {tolerance}"))
         return
-    if isinstance(comparison, dict):
-        comparison = Comparison(**comparison)
     verdict = comparison.verdict(tolerance)
     notes.append(f"champion comparison: {verdict}: {comparison.describe()}")
     if verdict == "worse":
@@ -130,7 +128,7 @@ def evaluate_gate(
     champion: dict[str, float] | None,
     rules: GateSettings,
     slices: Slices | None = None,
-    comparison: Comparison | dict | None = None,
+    comparison: Comparison | None = None,
 ) -> GateDecision:
     """Check the challenger against fixed thresholds, its service-level calibration, the
     best baseline (by ``min_lift_over_baseline``), the champion (by ``comparison``, the

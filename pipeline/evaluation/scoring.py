@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import pandas as pd
-
 import numpy as np
+import pandas as pd
 
 from pipeline.datasets import FamilyData
 from pipeline.evaluation.bootstrap import Units, macro_f1, ratio

@@ -184,8 +184,8 @@ def test_default_class_rule_refuses_one_class_collapsing_of_two():
     assert gate("sentiment", {"macro_f1": 0.82}, {"macro_f1": 0.76}, {"macro_f1": 0.82}, rules, fine).passed
 
 
-def comparison(low: float, high: float) -> dict:
-    return Comparison("macro_f1", (low + high) / 2, low, high, 0.95, 1000, 995, "review").to_dict()
+def comparison(low: float, high: float) -> Comparison:
+    return Comparison("macro_f1", (low + high) / 2, low, high, 0.95, 1000, 995, "review")
 
 
 def test_champion_rule_reads_the_bootstrap_interval():
