@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.datasets import FamilyData, interaction_question, sales_question
+from pipeline.language import script_mix
 from pipeline.series import (SERIES_KEY, clean, days_since_epoch, default_season, ffill, infer_period_days,
                              series_keys, split_by_key, to_grid)
 
@@ -18,14 +19,20 @@ RANKING_COLUMNS = ["customer_id", "rank", "sku", "score"]
 
 
 def tfidf_logistic_regression(data: FamilyData, hp: Any = None) -> pd.DataFrame:
-    """TF-IDF features and a logistic regression, trained on the same rows."""
+    """TF-IDF features and a logistic regression, trained on the same rows: word unigrams
+    and bigrams, or character 1- to 3-grams for text in a script written without spaces
+    between words (Chinese, Japanese, Korean), where a "word" would be a whole sentence."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
-    clf = make_pipeline(TfidfVectorizer(min_df=2, ngram_range=(1, 2), sublinear_tf=True),
-                        LogisticRegression(max_iter=1000, class_weight="balanced"))
-    clf.fit(data.train["text"].astype(str), data.train["label"].astype(str))
+    texts = data.train["text"].astype(str)
+    if script_mix(texts).cjk_heavy:
+        features = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), min_df=2, sublinear_tf=True)
+    else:
+        features = TfidfVectorizer(min_df=2, ngram_range=(1, 2), sublinear_tf=True)
+    clf = make_pipeline(features, LogisticRegression(max_iter=1000, class_weight="balanced"))
+    clf.fit(texts, data.train["label"].astype(str))
     probs = clf.predict_proba(data.holdout["text"].astype(str))
     out = pd.DataFrame({f"p_{c}": probs[:, i] for i, c in enumerate(clf.classes_)})
     out.insert(0, "score", probs.max(axis=1))

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 # "float32" (fp32) or "bfloat16" (bf16) forces the precision the pyfunc scores in; unset or "auto": as below
 PRECISION_VARIABLE = "RETAIL_SCORING_PRECISION"
 PRECISIONS = ("bfloat16", "float32")
+# a vocabulary larger than this (a multilingual one) keeps its pretrained word embeddings
+FROZEN_VOCABULARY = 100_000
 
 
 def scoring_precision(device: str | torch.device | None = None) -> str:
@@ -141,9 +143,16 @@ def fine_tune(
         tokenizer = AutoTokenizer.from_pretrained(init_dir / "model")
         model = MeanPoolClassifier.load(init_dir / "model", len(classes))
     else:
-        source = resolve_base_model(hp.base_model)
+        source = resolve_base_model(hp.base_model, data.train["text"].astype(str))
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = MeanPoolClassifier(AutoModel.from_pretrained(source), len(classes))
+    embeddings = model.encoder.get_input_embeddings()
+    if embeddings.num_embeddings > FROZEN_VOCABULARY:
+        # a multilingual vocabulary's embeddings are most of the model (96 M of 118 M weights in
+        # multilingual-e5-small) and a retailer's reviews touch few of its rows: left as
+        # pretrained, they cost the optimizer nothing
+        embeddings.requires_grad_(False)
+        log.info("word embeddings frozen: %s tokens in the vocabulary", f"{embeddings.num_embeddings:,}")
     model.set_dropout(hp.dropout)
     index = {c: i for i, c in enumerate(classes)}
     n_val = int(len(data.train) * hp.validation_fraction) if hp.epochs > 1 else 0
