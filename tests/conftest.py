@@ -20,6 +20,10 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 for key in [k for k in os.environ if k.startswith("RETAIL_")]:
     del os.environ[key]  # the tests choose their own settings
+# the demo profile, as `make demo` runs (the production defaults train for hours on a CPU);
+# a test of the defaults themselves removes it
+DEMO_PROFILE = ROOT / "config" / "demo.yaml"
+os.environ["RETAIL_CONFIG_FILE"] = str(DEMO_PROFILE)
 
 
 @pytest.fixture

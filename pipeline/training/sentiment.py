@@ -39,6 +39,10 @@ PRECISION_VARIABLE = "RETAIL_SCORING_PRECISION"
 PRECISIONS = ("bfloat16", "float32")
 # a vocabulary larger than this (a multilingual one) keeps its pretrained word embeddings
 FROZEN_VOCABULARY = 100_000
+# max_length 0: the length that this share of the training texts fit in, at most MAX_LENGTH
+LENGTH_QUANTILE = 0.95
+LENGTH_SAMPLE = 5_000
+MAX_LENGTH = 512
 
 
 def scoring_precision(device: str | torch.device | None = None) -> str:
@@ -79,6 +83,20 @@ def _bucketed_batches(
             batch["labels"] = torch.tensor([labels[i] for i in rows])
         batches.append(batch)
     return batches
+
+
+def length_from_data(tokenizer: Any, texts: list[str], quantile: float = LENGTH_QUANTILE) -> int:
+    """The token length that ``quantile`` of the texts fit in (from a sample of at most
+    LENGTH_SAMPLE), at most MAX_LENGTH and the encoder's own limit: longer reviews are cut,
+    and batches of short ones stay short (they are padded only to their own longest row)."""
+    sample = texts if len(texts) <= LENGTH_SAMPLE else \
+        [texts[i] for i in np.random.default_rng(0).choice(len(texts), LENGTH_SAMPLE, replace=False)]
+    lengths = [len(ids) for ids in tokenizer(sample, truncation=False, verbose=False)["input_ids"]] or [MAX_LENGTH]
+    limit = min(MAX_LENGTH, getattr(tokenizer, "model_max_length", MAX_LENGTH) or MAX_LENGTH)
+    length = int(min(limit, max(16, np.ceil(np.quantile(lengths, quantile)))))
+    log.info("max_length %d: %.0f%% of %d training texts fit in it (median %d tokens)", length,
+             100 * float(np.mean(np.array(lengths) <= length)), len(sample), int(np.median(lengths)))
+    return length
 
 
 class MeanPoolClassifier(torch.nn.Module):
@@ -154,13 +172,14 @@ def fine_tune(
         embeddings.requires_grad_(False)
         log.info("word embeddings frozen: %s tokens in the vocabulary", f"{embeddings.num_embeddings:,}")
     model.set_dropout(hp.dropout)
+    max_length = hp.max_length or length_from_data(tokenizer, data.train["text"].astype(str).tolist())
     index = {c: i for i, c in enumerate(classes)}
     n_val = int(len(data.train) * hp.validation_fraction) if hp.epochs > 1 else 0
     train, val = data.train.iloc[: len(data.train) - n_val], data.train.iloc[len(data.train) - n_val:]
 
     def collate(frame: pd.DataFrame) -> list[dict[str, torch.Tensor]]:
         return _bucketed_batches(tokenizer, frame["text"].astype(str).tolist(),
-                                 [index[c] for c in frame["label"].astype(str)], hp.max_length, hp.batch_size)
+                                 [index[c] for c in frame["label"].astype(str)], max_length, hp.batch_size)
 
     batches, val_batches = collate(train), collate(val) if n_val else []
 
@@ -188,7 +207,7 @@ def fine_tune(
     history = run_training(model, epoch_batches, loss_fn, cfg, run, validate if val_batches else None)
     model_dir.mkdir(parents=True, exist_ok=True)
     model.to("cpu").save(model_dir / "model", tokenizer)
-    (model_dir / "config.json").write_text(json.dumps({"classes": classes, "max_length": hp.max_length}))
+    (model_dir / "config.json").write_text(json.dumps({"classes": classes, "max_length": max_length}))
     return history
 
 

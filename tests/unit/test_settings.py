@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 from pipeline.settings import load_settings
 
@@ -38,3 +39,19 @@ def test_importing_settings_has_no_side_effects(tmp_path):
                          env={"PYTHONPATH": str(__import__('pathlib').Path(__file__).parents[2])})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_the_demo_profile_is_small_and_the_defaults_are_for_production(monkeypatch):
+    demo = load_settings().training.sentiment  # the tests run with the demo profile, as make demo does
+    assert (demo.max_train_rows, demo.max_length, demo.epochs) == (2000, 128, 1)
+    monkeypatch.setenv("RETAIL_TRAINING__SENTIMENT__EPOCHS", "2")  # the environment wins over the file
+    mixed = load_settings().training.sentiment
+    assert (mixed.max_train_rows, mixed.epochs) == (2000, 2)
+    assert load_settings().training.forecaster.epochs == 10  # sections the file leaves out keep their defaults
+
+    monkeypatch.delenv("RETAIL_TRAINING__SENTIMENT__EPOCHS")
+    monkeypatch.delenv("RETAIL_CONFIG_FILE")
+    production = load_settings().training.sentiment
+    assert production.max_train_rows >= 10 * demo.max_train_rows and production.max_length == 0  # from the data
+    assert production.epochs > 1 and production.early_stopping_patience >= 1 and production.base_model == "auto"
+    assert Path(__file__).parents[2].joinpath("config", "demo.yaml").is_file()
