@@ -54,6 +54,9 @@ class SentimentTraining(BaseModel):
     token_dropout: float = 0.0
     # dropout of the encoder and the head while training; None: the encoder's own (0.1 for MiniLM)
     dropout: float | None = None
+    # layer-wise learning-rate decay: each encoder layer learns at this factor of the one above
+    # (1: all at learning_rate)
+    layer_decay: float = 1.0
 
 
 class ForecasterTraining(BaseModel):

@@ -18,6 +18,7 @@ import logging
 import math
 import pickle
 import random
+import re
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -45,6 +46,10 @@ class LoopConfig:
     max_grad_norm: float = 1.0
     # stop after this many epochs without a better validation loss (0: never stop early)
     early_stopping_patience: int = 0
+    # layer-wise learning-rate decay for a pretrained encoder: each layer below the top learns
+    # at this factor of the one above it, the embeddings lowest, the new head at the full rate
+    # (1: every parameter at the same rate)
+    layer_decay: float = 1.0
 
 
 class Checkpointer:
@@ -127,17 +132,17 @@ def select_device(requested: str = "auto") -> torch.device:
 def build_optimizer(
     model: torch.nn.Module, cfg: LoopConfig, total_steps: int, device: torch.device | None = None
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW without decay on biases and norms (fused on CUDA), linear warmup then decay to 0."""
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
+    """AdamW without decay on biases and norms (fused on CUDA), linear warmup then decay to 0;
+    with ``cfg.layer_decay`` below 1, lower encoder layers learn more slowly (:func:`lr_scale`)."""
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    layers = 1 + max((_layer_index(name) for name, _ in named), default=-1)
+    groups: dict[tuple[bool, float], list[torch.nn.Parameter]] = {}
+    for name, param in named:
+        no_decay = param.ndim < 2 or "norm" in name.lower()
+        groups.setdefault((no_decay, lr_scale(name, layers, cfg.layer_decay)), []).append(param)
     optimizer = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": cfg.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
+        [{"params": params, "weight_decay": 0.0 if no_decay else cfg.weight_decay, "lr": cfg.learning_rate * scale}
+         for (no_decay, scale), params in sorted(groups.items(), key=lambda item: item[0])],
         lr=cfg.learning_rate,
         fused=device is not None and device.type == "cuda",
     )
@@ -149,6 +154,27 @@ def build_optimizer(
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
 
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+
+_LAYER = re.compile(r"(?:^|\.)layers?\.(\d+)\.")
+
+
+def _layer_index(name: str) -> int:
+    """The encoder layer a parameter belongs to (``...layer.3...``), -1 for none."""
+    match = _LAYER.search(name)
+    return int(match.group(1)) if match else -1
+
+
+def lr_scale(name: str, layers: int, decay: float) -> float:
+    """The learning-rate factor of parameter ``name`` under layer-wise decay: ``decay`` to the
+    power of its distance from the top (layer i of ``layers``: layers - i; the embeddings:
+    layers + 1; anything outside the encoder's layers and embeddings, such as the head: 0)."""
+    if decay == 1.0:
+        return 1.0
+    index = _layer_index(name)
+    if index >= 0:
+        return decay ** (layers - index)
+    return decay ** (layers + 1) if "embeddings" in name else 1.0
 
 
 def pin_batches(batches: Sequence[Batch], device: torch.device) -> list[Batch]:

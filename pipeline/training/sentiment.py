@@ -203,7 +203,7 @@ def fine_tune(
         return float(np.mean([float(loss_fn(net, to_device(b, run.device))) for b in val_batches]))
 
     cfg = LoopConfig(hp.epochs, hp.learning_rate, hp.weight_decay, hp.warmup_ratio,
-                     early_stopping_patience=hp.early_stopping_patience)
+                     early_stopping_patience=hp.early_stopping_patience, layer_decay=hp.layer_decay)
     history = run_training(model, epoch_batches, loss_fn, cfg, run, validate if val_batches else None)
     model_dir.mkdir(parents=True, exist_ok=True)
     model.to("cpu").save(model_dir / "model", tokenizer)

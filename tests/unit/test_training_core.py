@@ -128,3 +128,27 @@ def test_a_global_batch_is_shared_by_rows_with_loss_factors_that_average_to_it()
 
     lone = {"x": torch.ones(1, 3)}  # fewer rows than ranks: the idle rank computes with factor 0
     assert [(p["x"].shape[0], f) for p, f in (shard(lone, r, 2) for r in range(2))] == [(1, 2.0), (1, 0.0)]
+
+
+def test_layer_wise_decay_slows_lower_layers_and_leaves_the_head_at_the_full_rate():
+    from pipeline.training.core import build_optimizer
+
+    class Encoder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embeddings = torch.nn.Linear(2, 2)
+            self.layer = torch.nn.ModuleList([torch.nn.Linear(2, 2) for _ in range(3)])
+            self.head = torch.nn.Linear(2, 1)
+
+    net = Encoder()
+    rates = {}
+    optimizer, _ = build_optimizer(net, LoopConfig(1, 1e-3, 0.01, 0.1, layer_decay=0.5), total_steps=10)
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            name = next(n for n, p in net.named_parameters() if p is param)
+            rates[name] = group["initial_lr"]
+            assert group["weight_decay"] == (0.0 if param.ndim < 2 else 0.01)
+    assert rates["head.weight"] == 1e-3 and rates["layer.2.weight"] == 5e-4
+    assert rates["layer.0.weight"] == 1e-3 * 0.5 ** 3 and rates["embeddings.weight"] == 1e-3 * 0.5 ** 4
+    same, _ = build_optimizer(net, LoopConfig(1, 1e-3, 0.01, 0.1), total_steps=10)
+    assert len(same.param_groups) == 2 and {g["lr"] for g in same.param_groups} == {1e-3}
