@@ -50,6 +50,8 @@ class LoopConfig:
     # at this factor of the one above it, the embeddings lowest, the new head at the full rate
     # (1: every parameter at the same rate)
     layer_decay: float = 1.0
+    # the name the validation value is logged under (lower is better): a loss, or an error rate
+    validation_name: str = "val_loss"
 
 
 class Checkpointer:
@@ -219,7 +221,8 @@ def run_training(
 
     ``make_batches(epoch)`` returns that epoch's batches, already collated, so the hot
     loop only moves tensors; ``loss_fn`` returns a scalar loss for one batch;
-    ``validate`` (optional) returns a validation loss after each epoch. With
+    ``validate`` (optional) returns a validation value after each epoch, lower is better (a loss or
+    an error rate, logged as ``cfg.validation_name``); the epoch with the lowest is kept. With
     ``run.checkpoint``, the run starts from the checkpoint when there is one.
     """
     device, label = run.device, run.label
@@ -313,9 +316,9 @@ def run_training(
             model.eval()
             with torch.no_grad(), torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
                 # every rank validates the same weights; the mean keeps their stopping decisions equal
-                stats["val_loss"] = all_mean(float(validate(model)))
-            if stats["val_loss"] < best["loss"]:
-                best = {"loss": stats["val_loss"], "epoch": epoch,
+                stats[cfg.validation_name] = all_mean(float(validate(model)))
+            if stats[cfg.validation_name] < best["loss"]:
+                best = {"loss": stats[cfg.validation_name], "epoch": epoch,
                         "state": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}}
         history.epochs.append(stats)
         history.seconds = time.perf_counter() - started
@@ -324,13 +327,15 @@ def run_training(
                  ", ".join(f"{k} {v:.4f}" for k, v in stats.items()), len(batches), history.samples_per_second, left)
         if validate is not None and cfg.early_stopping_patience and epoch - best["epoch"] >= cfg.early_stopping_patience:
             history.stopped_early = True
-            log.info("%s: no better validation loss for %d epochs: stopping early", label, cfg.early_stopping_patience)
+            log.info("%s: no better %s for %d epochs: stopping early", label, cfg.validation_name,
+                     cfg.early_stopping_patience)
         checkpoint(epoch + 1, 0, [])
         if history.stopped_early:
             break
     if best["state"] is not None and best["epoch"] != len(history.epochs) - 1:
         model.load_state_dict(best["state"])
-        log.info("%s: kept the weights of epoch %d (best validation loss %.4f)", label, best["epoch"] + 1, best["loss"])
+        log.info("%s: kept the weights of epoch %d (best %s %.4f)", label, best["epoch"] + 1, cfg.validation_name,
+                 best["loss"])
     return history
 
 

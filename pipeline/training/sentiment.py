@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 from pipeline.datasets import FamilyData
+from pipeline.evaluation.metrics import classification_metrics
 from pipeline.settings import SentimentTraining
 from pipeline.training.core import (
     LoopConfig,
@@ -28,7 +29,6 @@ from pipeline.training.core import (
     cpu_has_fast_bf16,
     run_training,
     seed_everything,
-    to_device,
 )
 from pipeline.training.encoder import resolve_base_model
 
@@ -182,6 +182,7 @@ def fine_tune(
                                  [index[c] for c in frame["label"].astype(str)], max_length, hp.batch_size)
 
     batches, val_batches = collate(train), collate(val) if n_val else []
+    val_labels = [index[c] for c in val["label"].astype(str)]
 
     def epoch_batches(epoch: int) -> list[dict[str, torch.Tensor]]:
         # a pure function of the epoch: a run resumed from a checkpoint sees the same order
@@ -200,10 +201,18 @@ def fine_tune(
         return (losses * weights.to(logits.device)[batch["labels"]]).mean()
 
     def validate(net: torch.nn.Module) -> float:
-        return float(np.mean([float(loss_fn(net, to_device(b, run.device))) for b in val_batches]))
+        """1 - macro-F1 of the validation rows: the gate's metric, not the loss, picks the epoch
+        (the loss of a model growing more confident rises while its labels still improve)."""
+        predicted = np.zeros(len(val), dtype=np.int64)
+        for batch in val_batches:
+            logits = net(batch["input_ids"].to(run.device), batch["attention_mask"].to(run.device))
+            predicted[batch["row"].numpy()] = logits.argmax(-1).cpu().numpy()
+        truth = [classes[i] for i in np.asarray(val_labels)]
+        return 1.0 - classification_metrics(truth, [classes[i] for i in predicted])["macro_f1"]
 
     cfg = LoopConfig(hp.epochs, hp.learning_rate, hp.weight_decay, hp.warmup_ratio,
-                     early_stopping_patience=hp.early_stopping_patience, layer_decay=hp.layer_decay)
+                     early_stopping_patience=hp.early_stopping_patience, layer_decay=hp.layer_decay,
+                     validation_name="val_error")
     history = run_training(model, epoch_batches, loss_fn, cfg, run, validate if val_batches else None)
     model_dir.mkdir(parents=True, exist_ok=True)
     model.to("cpu").save(model_dir / "model", tokenizer)
