@@ -116,6 +116,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
         build="pipeline.datasets:interactions_dataset",
         question="pipeline.datasets:interaction_question",
         baseline="pipeline.evaluation.baselines:popularity",
+        more_baselines=("pipeline.evaluation.baselines:item_knn", "pipeline.evaluation.baselines:ease"),
         score="pipeline.evaluation.scoring:ranking_score",
         units="pipeline.evaluation.scoring:ranking_units",
         slices="pipeline.evaluation.slices:by_category",
