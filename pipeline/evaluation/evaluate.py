@@ -75,8 +75,12 @@ def evaluate_run(settings: Settings, family: str, dataset_uri: str, run_id: str)
         if comparison is not None:
             mlflow.log_metrics({"vs_champion_difference": comparison.difference,
                                 "vs_champion_low": comparison.low, "vs_champion_high": comparison.high})
-        for name, (_, metrics) in baselines.items():
+        for name, (baseline, metrics) in baselines.items():
             mlflow.log_metrics({mlflow_key(f"baselines/{name}/{k}"): v for k, v in metrics.items()})
+            # a baseline that picks its own setting on a validation split (EASE's lambda, kNN's k)
+            for setting, value in baseline.attrs.get("chosen_on_validation", {}).items():
+                if not isinstance(value, dict):
+                    mlflow.log_param(mlflow_key(f"baselines/{name}/{setting}"), value)
         # the precision each model scored the holdout in, where the model says (sentiment: bf16
         # on a CPU with native bf16, else fp32): a gate metric can move by a row or two with it
         mlflow.set_tags({f"scoring_precision.{role}": p.attrs["scoring_precision"]

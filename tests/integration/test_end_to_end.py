@@ -135,6 +135,9 @@ def test_dags_run_end_to_end_on_real_data(retail_env, airflow_db, tiny_training,
             assert run.data.tags["scoring_precision.challenger"] in ("bfloat16", "float32")
         if family == "recommender":  # the second view, by time, for every role scored
             assert {"time_split/challenger_hr_at_10", "time_split/baseline_hr_at_10"} <= set(run.data.metrics)
+            # all three baselines scored; EASE's lambda and kNN's k as chosen on validation
+            assert {f"baselines/{b}/hr_at_10" for b in ("popularity", "item_knn", "ease")} <= set(run.data.metrics)
+            assert {"baselines/ease/lambda", "baselines/item_knn/neighbours"} <= set(run.data.params)
         champions[family] = mv.version
         # loadable by alias, with a signature
         import mlflow
