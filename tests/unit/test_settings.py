@@ -30,7 +30,7 @@ def test_yaml_file_is_read_and_environment_wins(tmp_path, monkeypatch):
 
 def test_redacted_settings_are_flat():
     flat = load_settings().redacted()
-    assert flat["training.sentiment.learning_rate"] == 1e-4
+    assert flat["training.sentiment.learning_rate"] == 1e-4  # the demo profile's (the tests run with it)
 
 
 def test_importing_settings_has_no_side_effects(tmp_path):
@@ -43,7 +43,7 @@ def test_importing_settings_has_no_side_effects(tmp_path):
 
 def test_the_demo_profile_is_small_and_the_defaults_are_for_production(monkeypatch):
     demo = load_settings().training.sentiment  # the tests run with the demo profile, as make demo does
-    assert (demo.max_train_rows, demo.max_length, demo.epochs) == (2000, 128, 1)
+    assert (demo.max_train_rows, demo.max_length, demo.epochs, demo.learning_rate) == (2000, 128, 1, 1e-4)
     monkeypatch.setenv("RETAIL_TRAINING__SENTIMENT__EPOCHS", "2")  # the environment wins over the file
     mixed = load_settings().training.sentiment
     assert (mixed.max_train_rows, mixed.epochs) == (2000, 2)
