@@ -27,7 +27,7 @@ def _data(n: int = 8) -> FamilyData:
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("sentiment") / "model_dir"
-    hp = SentimentTraining(max_length=32, batch_size=8, epochs=3, learning_rate=5e-4)
+    hp = SentimentTraining(max_length=32, batch_size=8, epochs=3, learning_rate=5e-4, early_stopping_patience=0)
     history = sentiment.fine_tune(_data(16), hp, RunOptions(), folder, None, seed=1)
     assert history.steps == 6 and len(history.epochs) == 3
     return folder
