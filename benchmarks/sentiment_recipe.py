@@ -130,7 +130,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["--render"]:  # the table again from the JSON (after editing a row's name)
-        write_results(NAME, json.loads((RESULTS / f"{NAME}.json").read_text()), render(
-            json.loads((RESULTS / f"{NAME}.json").read_text())["rows"]))
+        saved = json.loads((RESULTS / f"{NAME}.json").read_text())
+        write_results(NAME, saved, render(saved["rows"]))
     else:
         main()

@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer, BertModel
 
 from pipeline.datasets import FamilyData
-from pipeline.evaluation.baselines import empty_ranking, popular_items
+from pipeline.evaluation.baselines import empty_ranking, popular_items, seen_items
 from pipeline.settings import RecommenderTraining
 from pipeline.training.core import Batch, LoopConfig, RunOptions, TrainHistory, run_training, seed_everything
 from pipeline.training.encoder import resolve_base_model
@@ -310,7 +310,7 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
         frame["timestamp"] = pd.to_datetime(frame["timestamp"])
         customers = list(dict.fromkeys(frame["customer_id"]))
         histories = _histories(frame, self.index)
-        seen = {c: set(g) for c, g in frame.groupby("customer_id", sort=False)["sku"]}
+        seen = seen_items(frame)
         known = [c for c in customers if len(histories.get(c, ())) > 0]
         parts = []
         for start in range(0, len(known), PREDICT_BATCH):

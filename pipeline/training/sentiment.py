@@ -155,13 +155,14 @@ def fine_tune(
     classes = sorted(data.train["label"].astype(str).unique())
     if len(classes) < 2:
         raise ValueError(f"sentiment training needs at least two label values, got {classes}")
+    texts = data.train["text"].astype(str).tolist()
     if init_dir is not None:
         if json.loads((init_dir / "config.json").read_text())["classes"] != classes:
             raise ValueError("the warm-start model was trained on other label values")
         tokenizer = AutoTokenizer.from_pretrained(init_dir / "model")
         model = MeanPoolClassifier.load(init_dir / "model", len(classes))
     else:
-        source = resolve_base_model(hp.base_model, data.train["text"].astype(str))
+        source = resolve_base_model(hp.base_model, texts)
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = MeanPoolClassifier(AutoModel.from_pretrained(source), len(classes))
     embeddings = model.encoder.get_input_embeddings()
@@ -172,7 +173,7 @@ def fine_tune(
         embeddings.requires_grad_(False)
         log.info("word embeddings frozen: %s tokens in the vocabulary", f"{embeddings.num_embeddings:,}")
     model.set_dropout(hp.dropout)
-    max_length = hp.max_length or length_from_data(tokenizer, data.train["text"].astype(str).tolist())
+    max_length = hp.max_length or length_from_data(tokenizer, texts)
     index = {c: i for i, c in enumerate(classes)}
     n_val = int(len(data.train) * hp.validation_fraction) if hp.epochs > 1 else 0
     train, val = data.train.iloc[: len(data.train) - n_val], data.train.iloc[len(data.train) - n_val:]
@@ -182,7 +183,7 @@ def fine_tune(
                                  [index[c] for c in frame["label"].astype(str)], max_length, hp.batch_size)
 
     batches, val_batches = collate(train), collate(val) if n_val else []
-    val_labels = [index[c] for c in val["label"].astype(str)]
+    val_truth = val["label"].astype(str).tolist()
 
     def epoch_batches(epoch: int) -> list[dict[str, torch.Tensor]]:
         # a pure function of the epoch: a run resumed from a checkpoint sees the same order
@@ -207,8 +208,7 @@ def fine_tune(
         for batch in val_batches:
             logits = net(batch["input_ids"].to(run.device), batch["attention_mask"].to(run.device))
             predicted[batch["row"].numpy()] = logits.argmax(-1).cpu().numpy()
-        truth = [classes[i] for i in np.asarray(val_labels)]
-        return 1.0 - classification_metrics(truth, [classes[i] for i in predicted])["macro_f1"]
+        return 1.0 - classification_metrics(val_truth, [classes[i] for i in predicted])["macro_f1"]
 
     cfg = LoopConfig(hp.epochs, hp.learning_rate, hp.weight_decay, hp.warmup_ratio,
                      early_stopping_patience=hp.early_stopping_patience, layer_decay=hp.layer_decay,
