@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 from pipeline.settings import PROJECT_ROOT, Settings, mask_uri_passwords
 
@@ -23,8 +24,6 @@ def configure_mlflow(settings: Settings) -> str:
 
     export_http_settings(settings)
     if settings.mlflow_tracking_uri.startswith("sqlite:///"):
-        from pathlib import Path
-
         Path(settings.mlflow_tracking_uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.mlflow_tracking_uri)
@@ -95,6 +94,68 @@ def code_version() -> str:
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+# packages whose upgrade changes what the same code and data train
+TRAINING_PACKAGES = ("torch", "transformers", "tokenizers", "scikit-learn", "numpy", "pandas")
+
+
+def _pipeline_imports(module: str) -> set[str]:
+    """The ``pipeline`` modules that ``module``'s source imports (at any depth in the file)."""
+    import ast
+
+    path = PROJECT_ROOT / Path(*module.split("."))
+    path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        for name in names:
+            if name.startswith("pipeline.") and _source(name) is not None:
+                found.add(name)
+    return found
+
+
+def _source(module: str) -> Path | None:
+    path = PROJECT_ROOT / Path(*module.split("."))
+    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def training_code_digest(family: str) -> str:
+    """A digest of the code that trains ``family``: the source of its model and dataset
+    modules and of every ``pipeline`` module they import, transitively, plus the versions of
+    the packages that train it. Settings are left out (their values have their own digest,
+    :meth:`Settings.training_digest`), and so is everything that only evaluates, serves or
+    schedules. A change of any of these retrains the family over unchanged data."""
+    import hashlib
+    from importlib.metadata import PackageNotFoundError, version
+
+    from pipeline.families import get_family
+
+    record = get_family(family)
+    todo = [record.model_module, record.build.partition(":")[0]]
+    seen: set[str] = set()
+    while todo:
+        module = todo.pop()
+        if module in seen or module == "pipeline.settings":
+            continue
+        seen.add(module)
+        todo += sorted(_pipeline_imports(module) - seen)
+    digest = hashlib.sha256()
+    for module in sorted(seen):
+        digest.update(module.encode() + b"\0" + _source(module).read_bytes())
+    for package in TRAINING_PACKAGES:
+        try:
+            digest.update(f"{package}=={version(package)}".encode())
+        except PackageNotFoundError:
+            digest.update(f"{package} missing".encode())
+    return digest.hexdigest()[:16]
 
 
 def run_address(settings: Settings, experiment_id: str, run_id: str) -> str:

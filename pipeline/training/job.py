@@ -23,7 +23,7 @@ from pipeline.families import Family, get_family
 from pipeline.lake import lake_from_settings
 from pipeline.registry import champion_version
 from pipeline.settings import PROJECT_ROOT, Settings
-from pipeline.tracking import code_version, configure_mlflow, mlflow_key, run_address
+from pipeline.tracking import code_version, configure_mlflow, mlflow_key, run_address, training_code_digest
 from pipeline.training.core import Checkpointer, RunOptions, TrainHistory
 from pipeline.training.launch import launch, process_count
 
@@ -79,20 +79,16 @@ def dataset_digest(data: FamilyData) -> str:
     return digest.hexdigest()[:16]
 
 
-def settings_digest(settings: Settings, family: str) -> str:
-    """A digest of the family's training settings and the seed."""
-    payload = {"seed": settings.training.seed, family: settings.hyperparameters(family).model_dump(mode="json")}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def resume_key(family: str, data: FamilyData, settings: Settings) -> str:
     """Identifies one training job by what makes its model: the family, the dataset's
-    content and the training settings. A retry finds the run that did not finish by it;
-    a re-run (or a later date) over the same data with the same settings finds the run
-    that already logged the model. Not in it: the date (the same data gives the same
-    model) and the champion a warm start begins from (else a backfill replaying old dates
-    would train new versions of unchanged data)."""
-    return f"{family}|data={dataset_digest(data)}|settings={settings_digest(settings, family)}"
+    content, the training settings and the training code (with its package versions). A
+    retry finds the run that did not finish by it; a re-run (or a later date) over the same
+    data with the same settings and code finds the run that already logged the model, and
+    after an upgrade of the code the same data trains a new one. Not in it: the date (the
+    same data gives the same model) and the champion a warm start begins from (else a
+    backfill replaying old dates would train new versions of unchanged data)."""
+    return (f"{family}|data={dataset_digest(data)}|settings={settings.training_digest(family)}"
+            f"|code={training_code_digest(family)}")
 
 
 def _job_runs(settings: Settings, key: str, status: str, order: str, max_results: int) -> list:
@@ -189,6 +185,7 @@ def train_model(settings: Settings, family: str, dataset_uri: str, day: date) ->
             mlflow.start_run(run_id=previous, run_name=None if previous else f"{family}-{day}") as run:
         mlflow.set_tags({
             "family": family, "logical_date": day.isoformat(), "code_version": code_version(),
+            "training_code": training_code_digest(family), "settings_digest": settings.training_digest(family),
             "dataset_uri": dataset_uri, "resume_key": key, "precision": settings.precision,
             "training_processes": str(processes), **hardware_tags(device),
         })
