@@ -17,7 +17,14 @@ Signatures, the same for every family (``hp``: the family's training settings,
 - ``units(predictions, data, hp) -> (unit, {metric: (stats, statistic)})``: the primary
   metric as additive statistics per holdout unit, for the paired bootstrap against the
   champion (:mod:`pipeline.evaluation.bootstrap`);
-- ``plot(predictions by role, data, hp) -> (name, matplotlib Figure)``.
+- ``plot(predictions by role, data, hp) -> (name, matplotlib Figure)``;
+- ``live_units(lake, day, since, hp) -> DataFrame``: every prediction a model version
+  issued (kept by the consumer, :mod:`pipeline.monitoring.issued`) whose ground truth
+  arrived from ``since`` to ``day``, one row per version and unit (columns ``version``,
+  ``unit``, ``day``: when the truth arrived, optional ``slice``, and what ``live_metrics``
+  needs);
+- ``live_metrics(units, hp) -> {metric: value}``, ``live_metric`` among them: the live
+  primary metric, named as the holdout metric it is compared with.
 
 The model module provides ``fine_tune(data, hp, run, model_dir, init_dir, seed) ->
 TrainHistory`` and the MLflow pyfunc class named here. A family of a kind of task that is
@@ -58,6 +65,13 @@ class Family:
     optional_feeds: tuple[str, ...] = ()  # read into ``build``'s frames when they have validated data
     # further baselines, reported beside ``baseline``; the gate compares with the best of them all
     more_baselines: tuple[str, ...] = ()
+    # live performance (pipeline/monitoring): see the module docstring
+    live_units: str = ""
+    live_metrics: str = ""
+    live_metric: str = ""
+    # a column of the first feed whose empty rows are not ground truth (reviews waiting for a
+    # label): they do not count as new labelled data for retraining
+    label_column: str = ""
 
     def function(self, field: str) -> Callable[..., Any]:
         """The function named by ``field`` (``build``, ``question``, ``baseline``, ...)."""
@@ -90,6 +104,8 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
         units="pipeline.evaluation.scoring:classification_units",
         slices="pipeline.evaluation.slices:by_class",
         plot="pipeline.evaluation.plots:confusion_matrix_plot",
+        live_units="pipeline.monitoring.live:review_units", live_metrics="pipeline.monitoring.live:review_metrics",
+        live_metric="macro_f1", label_column="label",
     ),
     Family(
         name="forecaster", model_name="retail-demand-forecaster", feeds=("sales",), consumer="inventory_plan",
@@ -105,6 +121,8 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
         units="pipeline.evaluation.scoring:forecast_units",
         slices="pipeline.evaluation.slices:by_store",
         plot="pipeline.evaluation.plots:forecast_plot",
+        live_units="pipeline.monitoring.live:forecast_units", live_metrics="pipeline.monitoring.live:forecast_metrics_live",
+        live_metric="wape",
         example_key=("store_id", "sku"),
         serving_params=("service_level",),
     ),
@@ -121,6 +139,8 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
         units="pipeline.evaluation.scoring:ranking_units",
         slices="pipeline.evaluation.slices:by_category",
         plot="pipeline.evaluation.plots:recall_at_k_plot",
+        live_units="pipeline.monitoring.live:recommendation_units",
+        live_metrics="pipeline.monitoring.live:recommendation_metrics", live_metric="hr_at_10",
         example_key=("customer_id",),
         serving_params=("top_k",),
     ),

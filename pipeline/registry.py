@@ -244,9 +244,11 @@ def promote(settings: Settings, family: str, version: str, *, force: bool = Fals
     return True
 
 
-def rollback(settings: Settings, family: str, reason: str, by: str | None = None) -> str:
+def rollback(settings: Settings, family: str, reason: str, by: str | None = None,
+             evidence: dict[str, Any] | None = None) -> str:
     """Put the ``previous`` champion back; return its version. The rolled-back version
-    is tagged with why, and the event is recorded."""
+    is tagged with why, and the event is recorded (with the ``evidence``, when a monitor
+    rolled it back)."""
     configure_mlflow(settings)
     if not reason.strip():
         raise PromotionError("a rollback needs a reason")
@@ -268,7 +270,8 @@ def rollback(settings: Settings, family: str, reason: str, by: str | None = None
         else:
             client.delete_registered_model_alias(name, PREVIOUS)
         event = record_event(lake, family, {"event": "rolled_back", "model": name, "version": previous,
-                                            "from_version": current, "by": who, "reason": reason})
+                                            "from_version": current, "by": who, "reason": reason,
+                                            **({"evidence": evidence} if evidence else {})})
         if current is not None:
             client.set_model_version_tag(name, current, "rolled_back", f"{event['at']} by {who}: {reason}"[:5000])
     log.info("%s: rolled back from version %s to %s (%s)", name, current, previous, reason)
@@ -287,4 +290,12 @@ def load_champion(settings: Settings, family: str):  # noqa: ANN201 - (PyFuncMod
     version = champion_version(settings, family)
     if version is None:
         raise LookupError(f"{name} has no champion yet: run the retrain DAG first")
-    return mlflow.pyfunc.load_model(f"models:/{name}/{version}"), version
+    return load_version(settings, family, version), version
+
+
+def load_version(settings: Settings, family: str, version: str):  # noqa: ANN201 - PyFuncModel
+    """Load one registered version of the family's model as a pyfunc."""
+    import mlflow
+
+    configure_mlflow(settings)
+    return mlflow.pyfunc.load_model(f"models:/{settings.model_name(family)}/{version}")

@@ -206,6 +206,65 @@ class DriftSettings(BaseModel):
     }
 
 
+class RetrainRule(BaseModel):
+    """When a family is worth retraining (``retrain.rules.<family>``). Each condition that
+    fires is a reason; with none, the family's training tasks skip and say why.
+
+    The data conditions compare with the latest trained version (its training window):
+    a challenger that failed its gate is not retrained on the same data again. The live
+    condition compares the champion's live metric with its promotion-time holdout metric."""
+
+    # the champion's live primary metric is worse than its holdout metric at promotion by more
+    # than this share of it (0.10 on macro-F1 0.85: below 0.765; on WAPE 0.40: above 0.44), once
+    # at least min_live_samples units were scored, their truth spread over at least
+    # min_live_days days (one week of sales is one draw, however many series it holds)
+    max_live_decay: float = 0.10
+    min_live_samples: int = 200
+    min_live_days: int = 14
+    # new labelled rows of the family's feeds since the latest training window: as many as
+    # this share of that version's training rows, or this many rows (0: that test is off)
+    min_new_share: float = 0.25
+    min_new_rows: int = 0
+    # drift of everything the family's feeds published since then, pooled, against the drift
+    # window before it, at or past a warn level of ingest.drift (once at least drift_min_rows arrived)
+    on_drift_warning: bool = True
+    drift_min_rows: int = 200
+    # the latest training window is older than this many days (0: no limit)
+    max_age_days: int = 35
+
+
+class RetrainSettings(BaseModel):
+    """``worth_it``: the retrain DAG trains a family only when a rule fires (or it has no model
+    yet, or its training code or settings changed); ``always``: on every run."""
+
+    policy: Literal["worth_it", "always"] = "worth_it"
+    rules: dict[str, RetrainRule] = {
+        "sentiment": RetrainRule(min_live_samples=200),
+        "forecaster": RetrainRule(min_live_samples=100),  # store x sku x periods
+        "recommender": RetrainRule(min_live_samples=200),  # customer-days
+    }
+
+    def rule(self, family: str) -> RetrainRule:
+        return self.rules.get(family) or RetrainRule()
+
+
+class MonitorSettings(BaseModel):
+    """Live performance of the champions (the ``retail_monitor`` DAG) and the probation of a
+    new champion. The forecaster is scored on realised sales against the forecasts the
+    inventory plan issued; sentiment on reviews whose label arrived after they were scored;
+    the recommender on each customer's next day of interactions against the list served to
+    them before it."""
+
+    window_days: int = 28  # live metrics over the ground truth of the last this many days
+    # after a promotion, the previous champion is scored in shadow for this many days; when the
+    # new one is worse on the live primary metric by more than probation_margin (a share of the
+    # previous one's value) on at least probation_min_samples shared units, it is rolled back
+    # (gate.approval manual: proposed, and a person decides)
+    probation_days: int = 14
+    probation_margin: float = 0.05
+    probation_min_samples: int = 200
+
+
 class IngestSettings(BaseModel):
     # a drop with a larger share of bad rows is quarantined whole
     max_bad_row_share: float = 0.05
@@ -291,11 +350,16 @@ class Settings(BaseSettings):
     # demo data: the bundled real data sets re-based onto this calendar
     demo_start: str = "2026-10-01"
     demo_days: int = 3
+    # then this many live days: the drops after the models were trained, so that the monitor
+    # has ground truth to score the champions on (labels of reviews follow 3 days late)
+    demo_live_days: int = 7
 
     # the model families this retailer uses; None: every family whose feeds have validated data
     families: list[str] | None = None
     training: TrainingSettings = TrainingSettings()
     gate: GateSettings = GateSettings()
+    retrain: RetrainSettings = RetrainSettings()
+    monitor: MonitorSettings = MonitorSettings()
     # review insights: labels that count as negative, and the jump in a sku's negative share
     # (last day against the days before, at least this many reviews on each side) that alerts
     negative_labels: list[str] = ["negative", "other"]
@@ -349,6 +413,14 @@ class Settings(BaseSettings):
         hp_class = get_family(family).function("hyperparameters")
         value = getattr(self.training, family, None)
         return value if isinstance(value, hp_class) else hp_class(**(value or {}))
+
+    def training_digest(self, family: str) -> str:
+        """A digest of the family's training settings and the seed."""
+        import hashlib
+        import json
+
+        payload = {"seed": self.training.seed, family: self.hyperparameters(family).model_dump(mode="json")}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     def redacted(self) -> dict[str, Any]:
         """The resolved settings as a flat dict, safe to log: values under secret-looking

@@ -13,6 +13,10 @@ outputs/<consumer>/date=<day>/                  consumer outputs (Parquet + CSV)
 registry/history/<family>/, locks/, approvals/  the registry's append-only history, promotion locks, approvals
 alerts/<dag>/<run>/<task>.json                  one alert per failed task
 checkpoints/<run id>/checkpoint.pt              training checkpoints when MLflow's artifact store is served
+monitoring/issued/<family>/date=<day>/v<N>.parquet  predictions a version issued, kept to be scored later
+monitoring/live/<family>/date=<day>.json        the champion's live performance (and its shadow's)
+monitoring/decisions/<family>/date=<day>.json   retrain or skip, with every reason
+monitoring/probation/<family>/v<N>.json         a new champion's probation: start, end, outcome
 ```
 
 A logical date is written ``date=YYYY-MM-DD`` in every zone the pipeline partitions
@@ -126,3 +130,34 @@ def alert(lake: Lake, dag_id: str, run_id: str, task_id: str) -> str:
 
 def checkpoint(lake: Lake, run_id: str) -> str:
     return lake.uri("checkpoints", run_id, "checkpoint.pt")
+
+
+# ------------------------------------------------------------------ monitoring
+
+
+def issued_file(lake: Lake, family: str, day: date, version: object) -> str:
+    """The predictions one model version issued on ``day`` (kept to be scored later)."""
+    return lake.uri("monitoring", "issued", family, partition(day), f"v{version}.parquet")
+
+
+def issued_feed(lake: Lake, family: str) -> str:
+    return lake.uri("monitoring", "issued", family)
+
+
+def live_record(lake: Lake, family: str, day: date) -> str:
+    """The family's live performance as of ``day`` (written by the monitor)."""
+    return lake.uri("monitoring", "live", family, f"{partition(day)}.json")
+
+
+def live_folder(lake: Lake, family: str) -> str:
+    return lake.uri("monitoring", "live", family)
+
+
+def retrain_decision(lake: Lake, family: str, day: date) -> str:
+    """Whether the retrain run of ``day`` trained the family, and every reason."""
+    return lake.uri("monitoring", "decisions", family, f"{partition(day)}.json")
+
+
+def probation(lake: Lake, family: str, version: object) -> str:
+    """A champion's probation: when it started (the first monitored day) and how it ended."""
+    return lake.uri("monitoring", "probation", family, f"v{version}.json")

@@ -1,0 +1,305 @@
+"""The daily monitor of one family: its champion's live performance over the rolling window
+(and per slice), the previous champion's on the same units while the new one is on
+probation, and the probation's outcome: passed, or rolled back (``gate.approval: manual``:
+proposed to a person) with the evidence.
+
+Written to ``<lake>/monitoring/live/<family>/date=<day>.json`` (what the retrain decision
+and ``python -m pipeline models status`` read), logged as time series on the family's
+monitoring run in MLflow (``monitor-<family>``, one step per day) with a plot, and printed
+as a table in the task log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
+
+import pandas as pd
+
+from pipeline import registry, zones
+from pipeline.evaluation.gate import LOWER_IS_BETTER
+from pipeline.families import Family, get_family
+from pipeline.lake import Lake, lake_from_settings
+from pipeline.monitoring.issued import VERSION_COLUMN
+from pipeline.settings import Settings
+from pipeline.tracking import configure_mlflow, mlflow_key
+
+log = logging.getLogger(__name__)
+MONITORING_TAG = "monitoring"  # on the per-family monitoring run: the family (no training run has it)
+
+
+def worse_by(metric: str, value: float, reference: float) -> float:
+    """How much worse ``value`` is than ``reference``, as a share of the reference
+    (negative: better). WAPE 0.44 against 0.40: 0.10; macro-F1 0.80 against 0.85: 0.059."""
+    if not reference:
+        return 0.0
+    change = (value - reference) / abs(reference)
+    return change if metric in LOWER_IS_BETTER else -change
+
+
+def promotion_metrics(settings: Settings, family: str, version: str) -> dict[str, float]:
+    """The holdout metrics a version was registered with (what it was promoted on)."""
+    from mlflow import MlflowClient
+
+    tags = MlflowClient().get_model_version(settings.model_name(family), version).tags
+    return json.loads(tags.get("metrics") or "{}")
+
+
+def live_records(lake: Lake, family: str, until: date) -> list[dict[str, Any]]:
+    """The family's daily live records up to ``until``, oldest first."""
+    records = []
+    for uri in lake.list(zones.live_folder(lake, family)):
+        day = zones.partition_date(uri.rsplit("/", 1)[-1].removesuffix(".json"))
+        if day is not None and day <= until:
+            records.append(lake.read_json(uri))
+    return records
+
+
+def latest_live(lake: Lake, family: str, until: date) -> dict[str, Any] | None:
+    records = live_records(lake, family, until)
+    return records[-1] if records else None
+
+
+def version_metrics(record: Family, units: pd.DataFrame, version: str | None, hp: Any) -> dict[str, float]:
+    """The live metrics of ``version``'s rows of ``units`` and how many there are."""
+    mine = units[units[VERSION_COLUMN] == version] if version else units.iloc[:0]
+    if mine.empty:
+        return {"samples": 0}
+    metrics = record.function("live_metrics")(mine, hp)
+    return {**{k: round(float(v), 6) for k, v in metrics.items()}, "samples": int(len(mine)),
+            "days": int(mine["day"].nunique())}
+
+
+# ------------------------------------------------------------------ probation
+
+
+def _last_alias_move(settings: Settings, family: str) -> dict[str, Any] | None:
+    moves = [e for e in registry.history(settings, family) if e["event"] in ("promoted", "rolled_back")]
+    return moves[-1] if moves else None
+
+
+def probation_shadow(settings: Settings, lake: Lake, family: str, day: date) -> str | None:
+    """The version to score in shadow beside the champion on ``day``: the champion it
+    replaced, while the new one is on probation (None otherwise). The consumers ask this."""
+    champion = registry.champion_version(settings, family)
+    if champion is None or not settings.monitor.probation_days:
+        return None
+    uri = zones.probation(lake, family, champion)
+    if lake.exists(uri):
+        state = lake.read_json(uri)
+        return state["shadow"] if state["status"] == "running" else None
+    move = _last_alias_move(settings, family)  # promoted since the last monitor run: starting
+    if move and move["event"] == "promoted" and move["version"] == champion:
+        return move.get("from_version")
+    return None
+
+
+def _start_probation(settings: Settings, lake: Lake, family: str, champion: str, day: date) -> dict[str, Any]:
+    move = _last_alias_move(settings, family)
+    shadow = move.get("from_version") if move and move["event"] == "promoted" and move["version"] == champion else None
+    state = {"family": family, "version": champion, "shadow": shadow, "started": day.isoformat(),
+             "ends": (day + timedelta(days=settings.monitor.probation_days)).isoformat(),
+             "status": "running" if shadow and settings.monitor.probation_days else "none",
+             "detail": "" if shadow else "no previous champion to compare with (or restored by a rollback)"}
+    lake.write_json(zones.probation(lake, family, champion), state)
+    if state["status"] == "running":
+        log.info("%s v%s on probation until %s: v%s is scored in shadow on the same live data",
+                 family, champion, state["ends"], shadow)
+    return state
+
+
+def check_probation(settings: Settings, lake: Lake, record: Family, champion: str, units: pd.DataFrame,
+                    day: date, hp: Any) -> dict[str, Any]:
+    """Compare the champion on probation with the champion it replaced on the units both
+    were scored on since it started; roll it back (or propose it) when it is worse by more
+    than the margin on enough units; pass it when the probation ends."""
+    uri = zones.probation(lake, record.name, champion)
+    state = lake.read_json(uri) if lake.exists(uri) else _start_probation(settings, lake, record.name, champion, day)
+    if state["status"] != "running":
+        return state
+    cfg, metric, shadow = settings.monitor, record.live_metric, state["shadow"]
+    since = units[units["day"] >= pd.Timestamp(state["started"])]
+    mine, theirs = since[since[VERSION_COLUMN] == champion], since[since[VERSION_COLUMN] == shadow]
+    shared = set(mine["unit"]) & set(theirs["unit"])
+    mine, theirs = mine[mine["unit"].isin(shared)], theirs[theirs["unit"].isin(shared)]
+    ours, before = version_metrics(record, mine, champion, hp), version_metrics(record, theirs, shadow, hp)
+    evidence = {"metric": metric, "samples": len(shared), "min_samples": cfg.probation_min_samples,
+                "margin": cfg.probation_margin, "window": [state["started"], day.isoformat()],
+                "champion": {"version": champion, **ours}, "shadow": {"version": shadow, **before}}
+    if shared:
+        evidence["worse_by"] = round(worse_by(metric, ours[metric], before[metric]), 6)
+    state["evidence"] = evidence
+    worse = len(shared) >= cfg.probation_min_samples and evidence.get("worse_by", 0.0) > cfg.probation_margin
+    if worse:
+        reason = (f"on probation, live {metric} {ours[metric]:.4g} against {before[metric]:.4g} for v{shadow} on "
+                  f"the same {len(shared)} units since {state['started']}: worse by {100 * evidence['worse_by']:.1f}% "
+                  f"(margin {100 * cfg.probation_margin:g}%)")
+        _roll_back_or_propose(settings, lake, record.name, champion, state, reason, day)
+    elif day >= date.fromisoformat(state["ends"]):
+        state["status"] = "passed"
+        state["detail"] = (f"not worse than v{shadow} by more than {100 * cfg.probation_margin:g}% on "
+                           f"{len(shared)} shared units (at least {cfg.probation_min_samples} needed to act)")
+        registry.record_event(lake, record.name, {"event": "probation_passed", "version": champion,
+                                                  "by": "monitor", "reason": state["detail"], "evidence": evidence})
+    lake.write_json(uri, state)
+    return state
+
+
+def _roll_back_or_propose(settings: Settings, lake: Lake, family: str, champion: str, state: dict[str, Any],
+                          reason: str, day: date) -> None:
+    from pipeline.alerts import write_alert
+
+    evidence = state["evidence"]
+    if settings.gate.approval == "manual":
+        if state.get("proposed"):
+            return
+        state["proposed"] = day.isoformat()
+        state["detail"] = reason
+        registry.record_event(lake, family, {"event": "rollback_proposed", "version": champion,
+                                             "to_version": state["shadow"], "by": "monitor", "reason": reason,
+                                             "evidence": evidence})
+        message = (f"{family} v{champion}: {reason}. Roll back with `python -m pipeline models rollback {family} "
+                   "--reason ...` (gate.approval is manual: waiting for a person)")
+    else:
+        registry.rollback(settings, family, reason, by="monitor", evidence=evidence)
+        state["status"], state["detail"] = "rolled_back", reason
+        message = f"{family} v{champion} rolled back to v{state['shadow']}: {reason}"
+    write_alert(settings, "rollback", "retail_monitor", day.isoformat(), f"probation_{family}", message,
+                {"family": family, "evidence": evidence})
+
+
+# ------------------------------------------------------------------ the daily run
+
+
+def monitor_family(settings: Settings, family: str, day: date) -> dict[str, Any]:
+    """Score the family's kept predictions whose ground truth arrived in the window ending
+    on ``day``; check the probation; record, log to MLflow and print. Returns the record."""
+    record = get_family(family)
+    lake = lake_from_settings(settings)
+    configure_mlflow(settings)
+    hp = settings.hyperparameters(family)
+    since = day - timedelta(days=settings.monitor.window_days - 1)
+    if record.live_units:
+        units = record.function("live_units")(lake, day, since, hp)
+    else:  # a family whose record names no live scoring: its champion is not watched
+        log.warning("%s: no live_units in its family record: nothing to score", family)
+        units = pd.DataFrame(columns=[VERSION_COLUMN, "unit", "day", "slice"])
+    champion = registry.champion_version(settings, family)
+    metric = record.live_metric
+    out: dict[str, Any] = {"family": family, "day": day.isoformat(), "window": [since.isoformat(), day.isoformat()],
+                           "metric": metric, "champion": champion, "promoted": None, "live": {"samples": 0},
+                           "slices": {}, "versions": {}, "probation": None}
+    for version in sorted(units[VERSION_COLUMN].unique(), key=int):
+        out["versions"][version] = version_metrics(record, units, version, hp)
+    if champion is not None:
+        out["promoted"] = promotion_metrics(settings, family, champion).get(metric)
+        out["live"] = out["versions"].get(champion, {"samples": 0})
+        mine = units[units[VERSION_COLUMN] == champion]
+        out["slices"] = {str(name): version_metrics(record, rows, champion, hp)
+                         for name, rows in mine.groupby("slice") if name != ""}
+        if out["live"]["samples"] and out["promoted"] is not None:
+            out["decay"] = round(worse_by(metric, out["live"][metric], out["promoted"]), 6)
+        out["probation"] = check_probation(settings, lake, record, champion, units, day, hp)
+    out["uri"] = lake.write_json(zones.live_record(lake, family, day), out)
+    _log_to_mlflow(settings, lake, family, day, out)
+    log.info("live performance of %s on %s (ground truth from %s):\n%s", family, day, since,
+             monitor_table([out]))
+    if out["slices"]:
+        log.info("per %s:\n%s", "slice", slice_table(out))
+    return out
+
+
+def _fmt(value: Any) -> str:
+    return "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def monitor_table(records: list[dict[str, Any]]) -> str:
+    """One row per family: champion, its metric at promotion and live, the probation."""
+    from pipeline.ingest.report import text_table
+
+    rows = []
+    for r in records:
+        live, probation = r["live"], r.get("probation") or {}
+        shadow = (probation.get("evidence") or {}).get("shadow") or {}
+        rows.append([
+            r["family"], f"v{r['champion']}" if r["champion"] else "none", r["metric"], _fmt(r["promoted"]),
+            _fmt(live.get(r["metric"])), live.get("samples", 0),
+            f"{100 * r['decay']:+.1f}%" if "decay" in r else "-",
+            f"v{shadow['version']}: {_fmt(shadow.get(r['metric']))} ({shadow.get('samples', 0)})" if shadow else "-",
+            probation.get("status", "-") + (f" until {probation['ends']}" if probation.get("status") == "running" else ""),
+        ])
+    return text_table(["family", "champion", "metric", "at promotion", "live", "samples", "worse by",
+                       "shadow (samples)", "probation"], rows)
+
+
+def slice_table(record: dict[str, Any]) -> str:
+    from pipeline.ingest.report import text_table
+
+    names = sorted({k for m in record["slices"].values() for k in m if k != "samples"})
+    return text_table(["slice", "samples", *names], [[name, m["samples"], *(_fmt(m.get(k)) for k in names)]
+                                                      for name, m in sorted(record["slices"].items())])
+
+
+def day_stamp(day: date) -> int:
+    """Midnight UTC of ``day`` in milliseconds: the timestamp of its figures in MLflow."""
+    return int(datetime.combine(day, time(), timezone.utc).timestamp() * 1000)
+
+
+def monitoring_run(experiment_id: str, family: str) -> str | None:
+    import mlflow
+
+    runs = mlflow.search_runs(experiment_ids=[experiment_id], filter_string=f"tags.{MONITORING_TAG} = '{family}'",
+                              max_results=1, output_format="list")
+    return runs[0].info.run_id if runs else None
+
+
+def _log_to_mlflow(settings: Settings, lake: Lake, family: str, day: date, out: dict[str, Any]) -> None:
+    """Today's figures as one step of the family's monitoring run; the record as an
+    artifact; the plot of every day so far."""
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    experiment_id = configure_mlflow(settings)
+    run_id = monitoring_run(experiment_id, family)
+    metric = out["metric"]
+    values = {f"live_{k}": v for k, v in out["live"].items() if isinstance(v, (int, float))}
+    if out["champion"]:
+        values["champion_version"] = int(out["champion"])
+    if out["promoted"] is not None:
+        values[f"promoted_{metric}"] = out["promoted"]
+    shadow = ((out.get("probation") or {}).get("evidence") or {}).get("shadow") or {}
+    if metric in shadow:
+        values[f"shadow_{metric}"], values["shadow_samples"] = shadow[metric], shadow["samples"]
+    stamp = day_stamp(day)
+    with mlflow.start_run(run_id=run_id, run_name=None if run_id else f"monitor-{family}",
+                          tags=None if run_id else {MONITORING_TAG: family, "family": family}):
+        mlflow.log_metrics({mlflow_key(k): float(v) for k, v in values.items()}, step=day.toordinal(), timestamp=stamp)
+        mlflow.log_dict(out, f"live/{zones.partition(day)}.json")
+        figure = live_plot(live_records(lake, family, day), metric)
+        mlflow.log_figure(figure, f"plots/live_{metric}.png")
+        plt.close(figure)
+
+
+def live_plot(records: list[dict[str, Any]], metric: str) -> Any:
+    """The champion's live metric per day, its metric at promotion, the shadow's during a
+    probation, and a marker where the champion changed."""
+    from pipeline.evaluation.plots import new_figure
+
+    fig, ax = new_figure(8, 4)
+    days = [pd.Timestamp(r["day"]) for r in records]
+    ax.plot(days, [r["live"].get(metric) for r in records], marker="o", label=f"champion, live {metric}")
+    ax.step(days, [r["promoted"] for r in records], where="post", linestyle="--", label="champion at promotion")
+    shadow = [(((r.get("probation") or {}).get("evidence") or {}).get("shadow") or {}).get(metric) for r in records]
+    if any(v is not None for v in shadow):
+        ax.plot(days, shadow, marker="x", linestyle=":", label="previous champion in shadow")
+    for before, after in zip(records, records[1:]):
+        if before["champion"] != after["champion"]:
+            ax.axvline(pd.Timestamp(after["day"]), color="grey", alpha=0.5)
+            ax.annotate(f"v{after['champion']}", (pd.Timestamp(after["day"]), ax.get_ylim()[1]), fontsize=8)
+    ax.set_title(f"{records[-1]['family'] if records else ''}: live {metric}")
+    ax.legend(fontsize=8)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    return fig
