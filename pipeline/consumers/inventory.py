@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import zones
-from pipeline.consumers.outputs import write_output
+from pipeline.consumers.outputs import champion_columns, keep_predictions, write_output
 from pipeline.evaluation.metrics import interval_metrics
 from pipeline.lake import lake_from_settings
 from pipeline.registry import load_champion
@@ -41,6 +41,8 @@ from pipeline.validated import read_latest, read_validated, validated_partitions
 
 log = logging.getLogger(__name__)
 QUANTILE_COLUMNS = {0.1: "cum_p10", 0.5: "cum_p50", 0.9: "cum_p90"}
+# what is kept of each forecast, to be scored on the realised sales (pipeline/monitoring/live.py)
+KEPT_COLUMNS = ["store_id", "sku", "date", "forecast", "p10", "p90", "p_service"]
 
 
 def plan_from_forecast(forecast: pd.DataFrame, service_level: float, lead_time: int, review_period: int = 1,
@@ -161,6 +163,8 @@ def run_inventory_plan(settings: Settings, day: date) -> str:
     question = forecast_input(sales, plan=promotions, horizon=meta.horizon, period_days=meta.period_days,
                               context=meta.past_length)
     forecast = model.predict(question, params={"service_level": service_level})
+    keep_predictions(settings, lake, "forecaster", day, version, forecast[KEPT_COLUMNS],
+                     lambda shadow: shadow.predict(question, params={"service_level": service_level})[KEPT_COLUMNS])
     try:
         stock = read_validated(lake, "stock", day)
     except FileNotFoundError:
@@ -168,7 +172,7 @@ def run_inventory_plan(settings: Settings, day: date) -> str:
         log.info("no stock feed published: planning from demand alone (suggested orders assume zero stock)")
     plan = plan_from_forecast(forecast, service_level, settings.inventory_lead_time_periods,
                               settings.inventory_review_period_periods, meta.period_days, stock)
-    version_cols = {"model_name": settings.model_name("forecaster"), "model_version": version}
+    version_cols = champion_columns(settings, lake, "forecaster", version, day)
     write_output(lake, "inventory_plan", day, "forecast", forecast.assign(**version_cols))
     uri = write_output(lake, "inventory_plan", day, "plan", plan.assign(**version_cols))
     risk = at_risk(plan)

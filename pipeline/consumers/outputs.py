@@ -1,13 +1,23 @@
-"""Writing consumer outputs: Parquet for machines, CSV for people (safe to open in a spreadsheet)."""
+"""Writing consumer outputs: Parquet for machines, CSV for people (safe to open in a
+spreadsheet), each row naming the champion's version and its live metric; and keeping what
+was predicted (with the previous champion's predictions in shadow during a probation) to be
+scored when the truth arrives."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from datetime import date
+from typing import Any
 
 import pandas as pd
 
 from pipeline import zones
+from pipeline.families import get_family
 from pipeline.lake import Lake
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
@@ -31,3 +41,33 @@ def write_output(lake: Lake, consumer: str, day: date, name: str, frame: pd.Data
     text = neutralise_formulas(frame).to_csv(index=False, lineterminator="\r\n")
     lake.write_bytes(f"{folder}/{name}.csv", text.encode("utf-8"))
     return lake.write_parquet(f"{folder}/{name}.parquet", frame)
+
+
+def champion_columns(settings: Settings, lake: Lake, family: str, version: str, day: date) -> dict[str, Any]:
+    """The columns every output row carries: the model, its version, and the version's live
+    primary metric from the latest monitor run up to ``day`` (NaN and 0 samples before any)."""
+    from pipeline.monitoring.monitor import latest_live
+
+    metric = get_family(family).live_metric
+    live = latest_live(lake, family, day)
+    value = live["live"].get(metric) if live and live["champion"] == version else None
+    return {"model_name": settings.model_name(family), "model_version": version,
+            f"live_{metric}": float("nan") if value is None else value,
+            "live_samples": 0 if value is None else int(live["live"]["samples"])}
+
+
+def keep_predictions(settings: Settings, lake: Lake, family: str, day: date, version: str, issued: pd.DataFrame,
+                     predict: Callable[[Any], pd.DataFrame]) -> str | None:
+    """Keep what the champion ``version`` issued on ``day``; while it is on probation, also
+    ask the champion it replaced (``predict(model)``) and keep that. Returns the shadow's
+    version, if any."""
+    from pipeline.monitoring.issued import keep_issued
+    from pipeline.monitoring.monitor import probation_shadow
+    from pipeline.registry import load_version
+
+    keep_issued(lake, family, day, version, issued)
+    shadow = probation_shadow(settings, lake, family, day)
+    if shadow:
+        keep_issued(lake, family, day, shadow, predict(load_version(settings, family, shadow)))
+        log.info("%s v%s is on probation: v%s's predictions for %s kept in shadow", family, version, shadow, day)
+    return shadow

@@ -14,7 +14,7 @@ from datetime import date
 import pandas as pd
 
 from pipeline import zones
-from pipeline.consumers.outputs import write_output
+from pipeline.consumers.outputs import champion_columns, keep_predictions, write_output
 from pipeline.lake import lake_from_settings
 from pipeline.registry import load_champion
 from pipeline.settings import Settings
@@ -59,7 +59,8 @@ def recommend_one(settings: Settings, customer_id: str, day: date, top_k: int | 
     if mine.empty:  # a new customer: an empty history still names them
         mine = pd.DataFrame({"customer_id": [str(customer_id)], "sku": ["__none__"], "timestamp": [pd.Timestamp(day)]})
     recs = model.predict(mine, params={"top_k": top_k or settings.training.recommender.top_k})
-    return demote_poorly_reviewed(settings, lake, day, recs).assign(model_version=version)
+    return demote_poorly_reviewed(settings, lake, day, recs).assign(
+        **champion_columns(settings, lake, "recommender", version, day))
 
 
 def run_recommendations(settings: Settings, day: date) -> str:
@@ -67,9 +68,15 @@ def run_recommendations(settings: Settings, day: date) -> str:
     model, version = load_champion(settings, "recommender")
     history = read_validated(lake, "interactions", day)[["customer_id", "sku", "timestamp"]]
     top_k = settings.training.recommender.top_k
-    recs = model.predict(history.sort_values(["customer_id", "timestamp"]), params={"top_k": top_k})
-    recs = demote_poorly_reviewed(settings, lake, day, recs)
-    recs = recs.assign(model_name=settings.model_name("recommender"), model_version=version)
+    history = history.sort_values(["customer_id", "timestamp"])
+
+    def served(champion) -> pd.DataFrame:  # noqa: ANN001 - a pyfunc
+        return demote_poorly_reviewed(settings, lake, day, champion.predict(history, params={"top_k": top_k}))
+
+    recs = served(model)
+    keep_predictions(settings, lake, "recommender", day, version, recs[["customer_id", "sku", "rank"]],
+                     lambda shadow: served(shadow)[["customer_id", "sku", "rank"]])
+    recs = recs.assign(**champion_columns(settings, lake, "recommender", version, day))
     uri = write_output(lake, "recommendations", day, "top_k", recs)
     log.info("top-%d recommendations for %d customers from %s v%s -> %s",
              top_k, recs["customer_id"].nunique(), settings.model_name("recommender"), version, uri)

@@ -10,11 +10,11 @@ from datetime import date, timedelta
 
 import pandas as pd
 
-from pipeline.consumers.outputs import write_output
+from pipeline.consumers.outputs import champion_columns, keep_predictions, write_output
 from pipeline.lake import lake_from_settings
 from pipeline.registry import load_champion
 from pipeline.settings import Settings
-from pipeline.validated import read_latest, read_validated
+from pipeline.validated import latest_by_key, read_latest, read_validated
 
 log = logging.getLogger(__name__)
 LOOKBACK_DAYS = 7
@@ -53,22 +53,26 @@ def run_review_insights(settings: Settings, day: date) -> str:
         reviews = read_validated(lake, "reviews", day, since=day - timedelta(days=LOOKBACK_DAYS - 1))
     except FileNotFoundError:  # no recent drop: nothing to score (and an error if there never was one)
         reviews = read_validated(lake, "reviews", day).iloc[:0]
+    reviews = latest_by_key(reviews, "reviews")  # a review whose label has arrived is no longer scored
     unlabelled = reviews[reviews["label"].isna()].reset_index(drop=True)
-    scored = pd.concat(
-        [unlabelled[["review_id", "sku", "created_at", "text"]], model.predict(unlabelled[["text"]])], axis=1
-    ).assign(model_name=settings.model_name("sentiment"), model_version=version)
+    predicted = model.predict(unlabelled[["text"]])
+    kept = ["review_id", "label"]
+    keep_predictions(settings, lake, "sentiment", day, version, pd.concat([unlabelled[["review_id"]], predicted], axis=1)[kept],
+                     lambda shadow: pd.concat([unlabelled[["review_id"]], shadow.predict(unlabelled[["text"]])], axis=1)[kept])
+    columns = champion_columns(settings, lake, "sentiment", version, day)
+    scored = pd.concat([unlabelled[["review_id", "sku", "created_at", "text"]], predicted], axis=1).assign(**columns)
     try:
         catalog = read_latest(lake, "catalog", day)
         categories = dict(zip(catalog["sku"].astype(str), catalog["category"].fillna("unknown").astype(str)))
     except FileNotFoundError:
         categories = {}
     scored["category"] = scored["sku"].astype(str).map(categories).fillna("unknown")
-    write_output(lake, "review_insights", day, "sku_sentiment", label_shares(scored, "sku").assign(model_version=version))
+    write_output(lake, "review_insights", day, "sku_sentiment", label_shares(scored, "sku").assign(**columns))
     write_output(lake, "review_insights", day, "category_sentiment",
-                 label_shares(scored, "category").assign(model_version=version))
+                 label_shares(scored, "category").assign(**columns))
     negative = scored.assign(negative=scored["label"].astype(str).isin(settings.negative_labels))
     per_sku = negative.groupby("sku")["negative"].agg(negative_share="mean", reviews="size").reset_index()
-    write_output(lake, "review_insights", day, "sku_negative", per_sku.assign(model_version=version))
+    write_output(lake, "review_insights", day, "sku_negative", per_sku.assign(**columns))
     jumps = negative_jumps(scored, day, settings.negative_labels, settings.negative_jump_min_reviews)
     alerts = jumps[jumps["jump"] >= settings.negative_jump_alert]
     write_output(lake, "review_insights", day, "negative_jumps", jumps.assign(alert=jumps["jump"] >= settings.negative_jump_alert))

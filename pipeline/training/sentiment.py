@@ -243,7 +243,8 @@ class SentimentModel(mlflow.pyfunc.PythonModel):
         texts = model_input["text"].fillna("").astype(str).tolist()
         classes = self.config["classes"]
         probs = np.zeros((len(texts), len(classes)), dtype=np.float32)
-        batches = _bucketed_batches(self.tokenizer, texts, None, self.config["max_length"], 64)
+        # no text (a day without unlabelled reviews): nothing to tokenise, an empty answer
+        batches = _bucketed_batches(self.tokenizer, texts, None, self.config["max_length"], 64) if texts else []
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             for batch in batches:
                 logits = self.model(batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device))

@@ -43,6 +43,9 @@ def test_pyfunc_round_trip_gives_a_label_and_probabilities(model_dir, tmp_path):
     np.testing.assert_allclose(out["p_great"] + out["p_other"], 1.0, rtol=1e-5)
     # a few steps at a high learning rate are enough to separate these on the training texts
     assert (out["label"].iloc[:8] == ["great"] * 4 + ["other"] * 4).mean() >= 0.75
+    # a day without unlabelled reviews asks about none: an empty answer with the same columns
+    none = mlflow.pyfunc.load_model(str(path)).predict(pd.DataFrame({"text": pd.Series([], dtype=str)}))
+    assert list(none.columns) == list(out.columns) and len(none) == 0
 
 
 def test_warm_start_refuses_a_model_with_other_labels(model_dir, tmp_path):
