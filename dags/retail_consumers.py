@@ -1,9 +1,12 @@
 """
 ### Retail consumers
 
-Runs when any model family gets a new champion. Each task uses the current champion of
-its family and writes to `outputs/<consumer>/date=<logical date>/` in the lake (Parquet,
-and CSV safe to open in a spreadsheet), every row naming the model version used:
+Runs when any model family gets a new champion (promoted or rolled back), and each day
+after the monitor scored the champions. Each task uses the current champion of its family
+and writes to `outputs/<consumer>/date=<logical date>/` in the lake (Parquet, and CSV safe
+to open in a spreadsheet), every row naming the model version used and its live metric.
+What each champion predicted is kept to be scored when the truth arrives; during a
+probation the previous champion's predictions are kept beside it, in shadow:
 
 - **inventory_plan** (forecaster): next periods' demand per store x sku with quantiles,
   safety stock for the target service level, reorder point and suggested order;
@@ -22,7 +25,7 @@ from airflow.sdk import Asset, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 from pipeline import steps
-from pipeline.assets import RUN_DAY, champion_asset, default_args
+from pipeline.assets import RUN_DAY, champion_asset, default_args, monitored_asset
 from pipeline.families import FAMILIES
 from pipeline.settings import load_settings
 
@@ -48,7 +51,7 @@ def run_consumer(consumer: str, day: str) -> str:
 @dag(
     dag_id="retail_consumers",
     schedule=Asset(champion_asset("forecaster")) | Asset(champion_asset("recommender"))
-    | Asset(champion_asset("sentiment")),
+    | Asset(champion_asset("sentiment")) | Asset(monitored_asset()),
     start_date=pendulum.parse(settings.start_date),
     catchup=False,
     doc_md=__doc__,

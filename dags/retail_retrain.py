@@ -5,8 +5,11 @@ Runs when a feed that a family in use learns from has been validated and checked
 weekly, whichever comes first. For each model family (review sentiment, demand
 forecaster, recommender):
 
-**check_data** (is the family in use, per the `families` setting, and has each of its
-feeds validated data? if not, the family is skipped with the reason) →
+**check_data** (is the family in use, per the `families` setting, has each of its feeds
+validated data, and is it worth retraining: its champion's live performance decayed, enough
+new labelled data arrived, drift warned, its data is too old, or its training code or
+settings changed? if not, the family is skipped with the reason, spending no training
+time) →
 **build_dataset** (time-based train / holdout split from validated data; fails without
 retrying while severe drift on its feeds is not acknowledged) →
 **fine_tune** (logged to MLflow) → **evaluate** (challenger, champion and baseline on the
@@ -47,14 +50,16 @@ from pipeline.settings import load_settings
 settings = load_settings()
 
 
-@task(doc_md="Is the family in use (`families` setting), and has each of its feeds validated data? "
-             "Skips the family's retraining with the reason when not.")
+@task(doc_md="Is the family in use (`families` setting), has each of its feeds validated data, and is it "
+             "worth retraining (`retrain` settings: live decay, new labelled data, drift, age, a change of "
+             "training code or settings)? Skips the family's retraining with the reason when not.")
 def check_data(family: str, day: str) -> str:
     from pipeline.datasets import NoData
+    from pipeline.monitoring.retrain import NotWorthRetraining
 
     try:
         return steps.check_data(family, day)
-    except NoData as exc:
+    except (NoData, NotWorthRetraining) as exc:
         raise AirflowSkipException(str(exc)) from exc
 
 

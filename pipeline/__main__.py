@@ -17,7 +17,9 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo-data", help="write the bundled real data sets as dated drops")
     demo.add_argument("--landing", help="landing URI (default: settings' landing)")
     demo.add_argument("--start", help="first drop date, YYYY-MM-DD (default: settings.demo_start)")
-    demo.add_argument("--days", type=int, help="number of daily drops (default: settings.demo_days)")
+    demo.add_argument("--days", type=int, help="number of daily drops (default: settings.demo_days + demo_live_days)")
+    demo.add_argument("--label-delay", type=int, default=3,
+                      help="days after a review that its label arrives (the review sent again with it)")
     demo.add_argument("--stores", type=int, default=0, help="keep only the first N stores (0: all)")
     demo.add_argument("--reviews", type=int, default=0, help="keep only the last N reviews (0: all)")
     demo.add_argument("--customers", type=int, default=0, help="keep only the first N customers (0: all)")
@@ -34,7 +36,10 @@ def main(argv: list[str] | None = None) -> int:
 
     models = sub.add_parser("models", help="model registry: status, history, promote, rollback, approve")
     actions = models.add_subparsers(dest="action", required=True)
-    actions.add_parser("status", help="every registered version with its gate decision and aliases")
+    status = actions.add_parser("status", help="per family: the champion's metric at promotion and live, its age, "
+                                                "the data since its training and the retrain conditions; then "
+                                                "every registered version with its gate decision and aliases")
+    status.add_argument("--date", help="as of this day (default: the latest validated drop's)")
     hist = actions.add_parser("history", help="promotions, refusals, rollbacks and approvals, oldest first")
     hist.add_argument("family", nargs="?", help="one family (default: all)")
     prom = actions.add_parser("promote", help="make a version the champion")
@@ -74,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = load_settings()
-    last_demo_day = date.fromisoformat(settings.demo_start) + timedelta(days=settings.demo_days - 1)
+    last_demo_day = date.fromisoformat(settings.demo_start) + timedelta(
+        days=settings.demo_days + settings.demo_live_days - 1)
 
     if args.command == "demo-data":
         from pipeline.demo_data import DemoLimits, write_demo_drops
@@ -83,8 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         written = write_demo_drops(
             lake_at(settings, args.landing or settings.landing),
             date.fromisoformat(args.start or settings.demo_start),
-            args.days or settings.demo_days,
+            args.days or settings.demo_days + settings.demo_live_days,
             DemoLimits(args.stores, args.reviews, args.customers),
+            args.label_delay,
         )
         print(f"wrote demo drops: {written}")
     elif args.command == "ingest":
@@ -134,11 +141,15 @@ def main(argv: list[str] | None = None) -> int:
 def _models(settings, args: argparse.Namespace) -> int:  # noqa: ANN001 - Settings
     from pipeline import registry
     from pipeline.families import FAMILIES
-    from pipeline.report import fmt_metric, model_rows
+    from pipeline.report import champion_status, fmt_metric, latest_data_day, model_rows, render_champion_status
 
     if args.action == "status":
+        day = date.fromisoformat(args.date) if args.date else latest_data_day(settings)
+        if day is not None:
+            print(render_champion_status(champion_status(settings, day), day))
+        print("Registered versions:")
         for r in model_rows(settings):
-            print(f"{r['model']} v{r['version']} [{r['aliases']}] gate {r['gate']}: {r['metric']} "
+            print(f"  {r['model']} v{r['version']} [{r['aliases']}] gate {r['gate']}: {r['metric']} "
                   f"{fmt_metric(r['challenger'])} (baseline {fmt_metric(r['baseline'])})")
     elif args.action == "history":
         for family in [args.family] if args.family else FAMILIES:

@@ -58,10 +58,14 @@ async def retrain_deadline_missed(**kwargs: Any) -> None:
                 f"retraining did not finish within {kwargs.get('hours')} hours of being queued")
 
 
+def notifier_callbacks(settings: Settings) -> list[Callable[..., Any]]:
+    """The configured notifier as a task callback (none when ``alert_notifier`` is empty)."""
+    if not settings.alert_notifier:
+        return []
+    module, _, name = settings.alert_notifier.rpartition(".")
+    return [getattr(importlib.import_module(module), name)(**settings.alert_notifier_kwargs)]
+
+
 def failure_callbacks(settings: Settings) -> list[Callable[..., Any]]:
     """``on_failure_callback`` for every task: the lake alert, plus the configured notifier."""
-    callbacks: list[Callable[..., Any]] = [on_task_failure]
-    if settings.alert_notifier:
-        module, _, name = settings.alert_notifier.rpartition(".")
-        callbacks.append(getattr(importlib.import_module(module), name)(**settings.alert_notifier_kwargs))
-    return callbacks
+    return [on_task_failure, *notifier_callbacks(settings)]

@@ -23,6 +23,12 @@ def champion_asset(family: str) -> str:
     return f"retail://champion/{family}"
 
 
+def monitored_asset() -> str:
+    """Updated each time the monitor scored the champions: the consumers then issue the day's
+    predictions (kept to be scored when the truth arrives)."""
+    return "retail://monitored/champions"
+
+
 def default_args(settings: Settings, retry_minutes: float | None = None) -> dict[str, Any]:
     """Retries (``task_retries``, ``retry_minutes`` apart) and the failure alerts."""
     args: dict[str, Any] = {"retries": settings.task_retries, "on_failure_callback": failure_callbacks(settings)}

@@ -37,7 +37,8 @@ def model_rows(settings: Settings) -> list[dict]:
 
 def retrain_summary(settings: Settings, day: date) -> dict[str, dict[str, str]]:
     """Per family, where its retraining of ``day`` stands: no data (and why), held by drift,
-    or its latest version, gate decision and champion. Logged as a table; returned."""
+    not worth retraining (every condition with its figure), or its latest version, gate
+    decision and champion. Logged as a table; returned."""
     import logging
 
     from mlflow import MlflowClient
@@ -45,6 +46,7 @@ def retrain_summary(settings: Settings, day: date) -> dict[str, dict[str, str]]:
     from pipeline.datasets import missing_data
     from pipeline.ingest.quality import open_holds
     from pipeline.ingest.report import text_table
+    from pipeline.monitoring.retrain import recorded_decision
     from pipeline.registry import champion_version
 
     configure_mlflow(settings)
@@ -56,6 +58,10 @@ def retrain_summary(settings: Settings, day: date) -> dict[str, dict[str, str]]:
         if reason or holds:
             out[family] = {"status": "no data" if reason else "held by drift", "detail": reason or "; ".join(
                 f"{h['feed']} {h['logical_date']}" for h in holds)}
+            continue
+        decision = recorded_decision(lake, family, day)
+        if decision and not decision["retrain"]:
+            out[family] = {"status": "not worth retraining", "detail": "; ".join(decision["checks"])}
             continue
         name = settings.model_name(family)
         versions = MlflowClient().search_model_versions(f"name='{name}'")
@@ -71,6 +77,61 @@ def retrain_summary(settings: Settings, day: date) -> dict[str, dict[str, str]]:
     logging.getLogger(__name__).info("retraining of %s:\n%s", day, text_table(
         ["family", "status", "detail"], [[f, v["status"], v["detail"]] for f, v in out.items()]))
     return out
+
+
+def latest_data_day(settings: Settings) -> date | None:
+    """The date of the latest validated partition of any feed: "today" for the lake."""
+    from pipeline.feeds import FEEDS
+    from pipeline.validated import validated_partitions
+
+    lake = lake_from_settings(settings)
+    days = [max(found) for feed in FEEDS if (found := validated_partitions(lake, feed))]
+    return max(days) if days else None
+
+
+def champion_status(settings: Settings, day: date) -> list[dict]:
+    """Per family as of ``day``: the champion, its metric at promotion and live, its age,
+    the labelled data that arrived since its training, its probation, and every retrain
+    condition with its figure (what would fire next)."""
+    from pipeline.monitoring.monitor import latest_live
+    from pipeline.monitoring.retrain import decide, retrain_facts
+
+    configure_mlflow(settings)
+    lake = lake_from_settings(settings)
+    rows = []
+    for family in FAMILIES:
+        facts = retrain_facts(settings, family, day)
+        decision = decide(facts, settings.retrain.rule(family), settings.retrain.policy)
+        live = latest_live(lake, family, day) or {}
+        probation = live.get("probation") or {}
+        rows.append({
+            "family": family, "champion": facts.champion, "metric": facts.metric,
+            "at_promotion": facts.promoted_value, "live": facts.live_value, "live_samples": facts.live_samples,
+            "live_day": facts.live_day, "latest_version": facts.latest_version, "trained_until": facts.trained_until,
+            "age_days": (day - facts.trained_until).days if facts.trained_until else None,
+            "new_rows": facts.new_rows, "probation": probation.get("status", "-") + (
+                f" until {probation['ends']}" if probation.get("status") == "running" else ""),
+            "retrain": decision.retrain, "checks": decision.checks,
+        })
+    return rows
+
+
+def render_champion_status(rows: list[dict], day: date) -> str:
+    lines = [f"Champions as of {day}:"]
+    for r in rows:
+        if r["champion"] is None:
+            lines.append(f"  {r['family']}: no champion" + (f" (latest v{r['latest_version']})" if r["latest_version"] else ""))
+        else:
+            live = (f"{fmt_metric(r['live'])} on {r['live_samples']:,} samples (to {r['live_day']})"
+                    if r["live"] is not None else "no ground truth yet")
+            lines.append(f"  {r['family']}: v{r['champion']}  {r['metric']} at promotion {fmt_metric(r['at_promotion'])}, "
+                         f"live {live}; probation: {r['probation']}")
+        if r["trained_until"]:
+            lines.append(f"    latest training v{r['latest_version']} on data up to {r['trained_until']} "
+                         f"({r['age_days']} days ago); {r['new_rows']:,} new labelled rows since")
+        lines.append(f"    next retrain: {'WOULD RETRAIN now' if r['retrain'] else 'not yet'}; conditions:")
+        lines += [f"      - {check}" for check in r["checks"]]
+    return "\n".join(lines)
 
 
 def render_summary(settings: Settings, day: date) -> str:

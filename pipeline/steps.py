@@ -7,6 +7,7 @@ does its work through the modules below it, and returns a small reference.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from datetime import date
 from typing import ParamSpec, TypeVar
@@ -74,17 +75,44 @@ def check_quality(feed: str, logical_date: str) -> str:
     return check(lake_from_settings(settings), feed, _day(logical_date), settings.ingest.drift).uri
 
 
+@_tracking_step
 def check_data(family: str, logical_date: str) -> str:
-    """Whether the family is in use and has validated data on each of its feeds; raises
-    NoData with the reason when not (its retraining is then skipped)."""
+    """Whether the family is in use, has validated data on each of its feeds and is worth
+    retraining (``retrain`` settings); raises NoData or NotWorthRetraining with the reason
+    when not (its retraining is then skipped, spending no training time)."""
     from pipeline.datasets import NoData, missing_data
     from pipeline.lake import lake_from_settings
+    from pipeline.monitoring.retrain import NotWorthRetraining, retrain_decision
 
     settings = load_settings()
     reason = missing_data(lake_from_settings(settings), family, _day(logical_date), settings.families)
     if reason:
         raise NoData(f"{family}: {reason}")
-    return f"{family}: data ready"
+    decision = retrain_decision(settings, family, _day(logical_date))
+    if not decision.retrain:
+        raise NotWorthRetraining(f"{family}: not worth retraining: {decision.summary}")
+    return f"{family}: retrain ({decision.summary})"
+
+
+@_tracking_step
+def monitor(family: str, logical_date: str) -> dict:
+    """The champion's live performance, and its probation (a rollback when it disappoints)."""
+    from pipeline.monitoring.monitor import monitor_family
+
+    return monitor_family(load_settings(), family, _day(logical_date))
+
+
+def monitor_summary(logical_date: str) -> str:
+    """The day's monitoring table, every family (logged; returned)."""
+    from pipeline.families import FAMILIES
+    from pipeline.lake import lake_from_settings
+    from pipeline.monitoring.monitor import latest_live, monitor_table
+
+    lake = lake_from_settings(load_settings())
+    records = [r for family in FAMILIES if (r := latest_live(lake, family, _day(logical_date)))]
+    table = monitor_table(records)
+    logging.getLogger(__name__).info("live performance of the champions on %s:\n%s", logical_date, table)
+    return table
 
 
 def retrain_summary(logical_date: str) -> dict:

@@ -23,7 +23,7 @@ def dagbag():
 
 def test_every_dag_imports_without_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert set(dagbag.dag_ids) == {"retail_ingest", "retail_retrain", "retail_consumers"}
+    assert set(dagbag.dag_ids) == {"retail_ingest", "retail_retrain", "retail_consumers", "retail_monitor"}
     for dag in dagbag.dags.values():
         assert dag.doc_md, f"{dag.dag_id} has no doc_md"
         assert all(t.doc_md for t in dag.tasks), f"a task of {dag.dag_id} has no doc_md"
@@ -87,10 +87,26 @@ def test_retrain_triggers_only_on_the_feeds_of_the_families_in_use():
     assert json.loads(out.stdout.strip().splitlines()[-1]) == ["retail://validated/reviews"]
 
 
-def test_consumers_run_on_a_new_champion(dagbag):
+def test_consumers_run_on_a_new_champion_and_after_each_monitor_run(dagbag):
     dag = dagbag.dags["retail_consumers"]
     assert set(dag.task_ids) == {"inventory_plan", "recommendations", "review_insights"}
     assert type(dag.timetable).__name__ == "AssetTriggeredTimetable"
+    assert {a.uri for a in dag.timetable.asset_condition.objects} == {
+        *(f"retail://champion/{family}" for family in ("sentiment", "forecaster", "recommender")),
+        "retail://monitored/champions"}
+
+
+def test_monitor_runs_on_the_ground_truth_and_tells_the_consumers(dagbag):
+    dag = dagbag.dags["retail_monitor"]
+    assert {a.uri for a in dag.timetable.asset_condition.objects} == {
+        f"retail://validated/{feed}" for feed in ("sales", "reviews", "interactions")}
+    for family in ("sentiment", "forecaster", "recommender"):
+        assert f"rollback_{family}" in dag.get_task(f"monitor_{family}").downstream_task_ids
+        # a rollback moves the champion: the consumers run with the restored one
+        assert [o.uri for o in dag.get_task(f"rollback_{family}").outlets] == [f"retail://champion/{family}"]
+        assert "summary" in dag.get_task(f"rollback_{family}").downstream_task_ids
+    assert [o.uri for o in dag.get_task("summary").outlets] == ["retail://monitored/champions"]
+    assert dag.get_task("summary").trigger_rule == "none_failed"
 
 
 def test_training_tasks_go_to_the_gpu_queue_and_pool(dagbag):
