@@ -162,9 +162,13 @@ def load_movielens() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def write_demo_drops(
-    landing: Lake, start: date, days: int, limits: DemoLimits = DemoLimits()
+    landing: Lake, start: date, days: int, limits: DemoLimits = DemoLimits(), label_delay_days: int = 3
 ) -> dict[str, int]:
-    """Write ``days`` daily drops starting at ``start``; return rows written per feed."""
+    """Write ``days`` daily drops starting at ``start``; return rows written per feed.
+
+    Reviews written after the first day arrive without their label, and the label follows
+    ``label_delay_days`` later: the same review sent again with it (as a retailer's rating
+    or moderation system would), within the drops written."""
     if days < 1:
         raise ValueError("days must be at least 1")
     drop_days = [start + timedelta(days=i) for i in range(days)]
@@ -195,8 +199,15 @@ def write_demo_drops(
     offsets = np.linspace(365 * 24 * 3600, 0, num=len(reviews)).round().astype(int)
     reviews = reviews.assign(created_at=[end - timedelta(seconds=int(s)) for s in offsets])
     review_day = reviews["created_at"].dt.date
-    # reviews that arrive after the history load carry no label yet: they are to be scored
-    reviews.loc[review_day > start, "label"] = None
+    # reviews that arrive after the history load carry no label yet: they are to be scored;
+    # the label comes label_delay_days later (the review sent again, with it)
+    later = review_day > start
+    labelled_later = reviews[later].copy()
+    reviews.loc[later, "label"] = None
+    arrival = review_day[later] + timedelta(days=label_delay_days)
+    labelled_later = labelled_later[(arrival <= last).to_numpy()]
+    reviews = pd.concat([reviews, labelled_later], ignore_index=True)
+    review_day = pd.concat([review_day, arrival[arrival <= last]], ignore_index=True)
     written["reviews"] = _write_by_day(landing, "reviews", reviews, review_day, drop_days, "jsonl")
 
     interactions, catalog = load_movielens()

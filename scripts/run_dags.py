@@ -3,7 +3,10 @@
 Two ways in:
 - daily (``make demo``): ``retail_ingest`` through Airflow's ``dag.test()`` for each day,
   then ``retail_retrain`` and ``retail_consumers`` on the last day (a scheduler starts
-  those two from the Asset events; ``dag.test`` runs one DAG at a time);
+  those two from the Asset events; ``dag.test`` runs one DAG at a time); then the live
+  days (``--live-days``, default ``demo_live_days``): their drops imported in one process,
+  and ``retail_monitor``, ``retail_retrain`` and ``retail_consumers`` on the last of them,
+  which ends with the monitoring table (the champions scored on what they predicted);
 - ``--history`` (``make run``): the whole history of drops imported in one process
   (``python -m pipeline ingest``: only the dates that have drops), then the same two DAGs
   on the last drop's date.
@@ -76,6 +79,8 @@ def main() -> int:
     parser.add_argument("--days", type=int, help="number of days from --start")
     parser.add_argument("--end", help="last date (default: the demo's last day, or with --history the last drop's)")
     parser.add_argument("--landing", help="landing URI to ingest from (default: the settings' landing)")
+    parser.add_argument("--live-days", type=int, default=settings.demo_live_days,
+                        help="daily mode: days after training to ingest, then monitor (default: %(default)s)")
     args = parser.parse_args()
     if args.landing:  # the tasks read their settings from the environment
         os.environ["RETAIL_LANDING_URI"] = args.landing
@@ -96,10 +101,20 @@ def main() -> int:
             timings[f"retail_ingest {day}"] = run("retail_ingest", day)
     timings["retail_retrain"] = run("retail_retrain", last)
     timings["retail_consumers"] = run("retail_consumers", last)
+    if not args.history and args.live_days:
+        started = time.perf_counter()
+        last = import_history(last + timedelta(days=1), last + timedelta(days=args.live_days))
+        timings["live days import"] = time.perf_counter() - started
+        for dag_id in ("retail_monitor", "retail_retrain", "retail_consumers"):
+            timings[f"{dag_id} {last}"] = run(dag_id, last)
 
     from pipeline.report import render_summary
+    from pipeline.steps import monitor_summary
 
     print("\n" + render_summary(settings, last))
+    if not args.history and args.live_days:
+        print(f"\nLive performance of the champions on {last} (python -m pipeline models status for more):\n"
+              + monitor_summary(last.isoformat()))
     print("\nWall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
           + f"; total {sum(timings.values()):.0f} s")
     return 0
