@@ -162,6 +162,23 @@ def test_dags_run_end_to_end_on_real_data(retail_env, airflow_db, tiny_training,
         frame = lake.read_parquet(lake.uri("outputs", path))
         assert len(frame) > 0, path
         assert set(frame["model_version"].astype(str)) == {str(champions[family])}, path
+        # beside the version, its live metric: none yet (nothing it predicted has come true)
+        metric = {"sentiment": "macro_f1", "forecaster": "wape", "recommender": "hr_at_10"}[family]
+        assert frame[f"live_{metric}"].isna().all() and (frame["live_samples"] == 0).all(), path
+        # what the champion predicted is kept, to be scored when the truth arrives
+        kept = lake.read_parquet(lake.uri("monitoring", "issued", family, "date=2026-10-03",
+                                          f"v{champions[family]}.parquet"))
+        assert len(kept) > 0, family
+
+    # the monitor: every family's champion, no ground truth yet, each figure recorded
+    assert "success" in _run("retail_monitor", days[-1])
+    for family, version in champions.items():
+        live = lake.read_json(lake.uri("monitoring", "live", family, "date=2026-10-03.json"))
+        assert live["champion"] == version and live["live"] == {"samples": 0}
+        assert live["probation"]["status"] == "none"  # a first champion: nothing to compare with
+    monitoring = {r.data.tags["monitoring"] for r in client.search_runs(
+        [client.get_experiment_by_name(settings.experiment_name).experiment_id], "tags.monitoring != ''")}
+    assert monitoring == set(champions)
     categories = lake.read_parquet(lake.uri("outputs", "review_insights/date=2026-10-03/category_sentiment.parquet"))
     assert set(categories.groupby(["category", "day"])["share"].sum().round(6)) == {1.0}
     backtest = lake.read_json(lake.uri("outputs", "inventory_plan/date=2026-10-03/backtest.json"))

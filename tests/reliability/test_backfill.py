@@ -50,6 +50,9 @@ TINY = {
     "RETAIL_TRAINING__RECOMMENDER__EPOCHS": "1",
     "RETAIL_DEVICE": "cpu",
     "RETAIL_TASK_RETRIES": "0",  # a failure should fail the test now, not after a retry delay
+    # every Monday trains (what is checked is that a re-run reuses each model, not when
+    # retraining is worth it: tests/integration/test_closed_loop.py)
+    "RETAIL_RETRAIN__POLICY": "always",
 }
 
 
