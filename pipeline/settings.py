@@ -216,8 +216,8 @@ class RetrainRule(BaseModel):
 
     # the champion's live primary metric is worse than its holdout metric at promotion by more
     # than this share of it (0.10 on macro-F1 0.85: below 0.765; on WAPE 0.40: above 0.44), once
-    # at least min_live_samples units were scored, their truth spread over at least
-    # min_live_days days (one week of sales is one draw, however many series it holds)
+    # at least min_live_samples units were scored, their truth arriving over at least
+    # min_live_days days, first to last (one week of sales is one draw, however many series)
     max_live_decay: float = 0.10
     min_live_samples: int = 200
     min_live_days: int = 14
@@ -259,10 +259,12 @@ class MonitorSettings(BaseModel):
     # after a promotion, the previous champion is scored in shadow for this many days; when the
     # new one is worse on the live primary metric by more than probation_margin (a share of the
     # previous one's value) on at least probation_min_samples shared units, it is rolled back
-    # (gate.approval manual: proposed, and a person decides)
+    # (gate.approval manual: proposed, and a person decides), their truth arriving over at
+    # least probation_min_days days, first to last
     probation_days: int = 14
     probation_margin: float = 0.05
     probation_min_samples: int = 200
+    probation_min_days: int = 7
 
 
 class IngestSettings(BaseModel):

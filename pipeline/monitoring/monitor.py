@@ -69,7 +69,13 @@ def version_metrics(record: Family, units: pd.DataFrame, version: str | None, hp
         return {"samples": 0}
     metrics = record.function("live_metrics")(mine, hp)
     return {**{k: round(float(v), 6) for k, v in metrics.items()}, "samples": int(len(mine)),
-            "days": int(mine["day"].nunique())}
+            "span_days": span_days(mine["day"])}
+
+
+def span_days(days: pd.Series) -> int:
+    """The days from the first to the last day truth arrived on, both counted: how long a
+    stretch the evidence covers (one week of sales is one draw, however many series it holds)."""
+    return int((days.max() - days.min()).days) + 1 if len(days) else 0
 
 
 # ------------------------------------------------------------------ probation
@@ -126,21 +132,23 @@ def check_probation(settings: Settings, lake: Lake, record: Family, champion: st
     mine, theirs = mine[mine["unit"].isin(shared)], theirs[theirs["unit"].isin(shared)]
     ours, before = version_metrics(record, mine, champion, hp), version_metrics(record, theirs, shadow, hp)
     evidence = {"metric": metric, "samples": len(shared), "min_samples": cfg.probation_min_samples,
-                "margin": cfg.probation_margin, "window": [state["started"], day.isoformat()],
+                "span_days": ours.get("span_days", 0), "min_days": cfg.probation_min_days, "margin": cfg.probation_margin, "window": [state["started"], day.isoformat()],
                 "champion": {"version": champion, **ours}, "shadow": {"version": shadow, **before}}
     if shared:
         evidence["worse_by"] = round(worse_by(metric, ours[metric], before[metric]), 6)
     state["evidence"] = evidence
-    worse = len(shared) >= cfg.probation_min_samples and evidence.get("worse_by", 0.0) > cfg.probation_margin
+    enough = len(shared) >= cfg.probation_min_samples and ours.get("span_days", 0) >= cfg.probation_min_days
+    worse = enough and evidence.get("worse_by", 0.0) > cfg.probation_margin
     if worse:
         reason = (f"on probation, live {metric} {ours[metric]:.4g} against {before[metric]:.4g} for v{shadow} on "
-                  f"the same {len(shared)} units since {state['started']}: worse by {100 * evidence['worse_by']:.1f}% "
-                  f"(margin {100 * cfg.probation_margin:g}%)")
+                  f"the same {len(shared)} units over {ours['span_days']} days since {state['started']}: worse by "
+                  f"{100 * evidence['worse_by']:.1f}% (margin {100 * cfg.probation_margin:g}%)")
         _roll_back_or_propose(settings, lake, record.name, champion, state, reason, day)
     elif day >= date.fromisoformat(state["ends"]):
         state["status"] = "passed"
         state["detail"] = (f"not worse than v{shadow} by more than {100 * cfg.probation_margin:g}% on "
-                           f"{len(shared)} shared units (at least {cfg.probation_min_samples} needed to act)")
+                           f"{len(shared)} shared units over {ours.get('span_days', 0)} days (at least "
+                           f"{cfg.probation_min_samples} over {cfg.probation_min_days} days needed to act)")
         registry.record_event(lake, record.name, {"event": "probation_passed", "version": champion,
                                                   "by": "monitor", "reason": state["detail"], "evidence": evidence})
     lake.write_json(uri, state)

@@ -47,7 +47,7 @@ class RetrainFacts:
     promoted_value: float | None = None  # the champion's holdout metric at promotion
     live_value: float | None = None  # its live metric over the window
     live_samples: int = 0
-    live_days: int = 0  # the days its samples' truth arrived on
+    live_days: int = 0  # the days from the first to the last its samples' truth arrived on
     live_day: date | None = None  # the day of that live record
 
 
@@ -202,7 +202,7 @@ def retrain_facts(settings: Settings, family: str, day: date) -> RetrainFacts:
         champion=champion,
         promoted_value=promotion_metrics(settings, family, champion).get(record.live_metric) if champion else None,
         live_value=live_value, live_samples=int(live["live"].get("samples", 0)) if live_value is not None else 0,
-        live_days=int(live["live"].get("days", 0)) if live_value is not None else 0,
+        live_days=int(live["live"].get("span_days", 0)) if live_value is not None else 0,
         live_day=date.fromisoformat(live["day"]) if live_value is not None else None,
     )
 

@@ -61,6 +61,7 @@ def drop_reviews(landing: Lake, day: date, frame: pd.DataFrame) -> None:
 def late_labels(retail_env: Path, monkeypatch: pytest.MonkeyPatch) -> pd.DataFrame:
     """80 real reviews dropped unlabelled on day 1, their labels arriving on day 2."""
     monkeypatch.setenv("RETAIL_MONITOR__PROBATION_MIN_SAMPLES", "40")
+    monkeypatch.setenv("RETAIL_MONITOR__PROBATION_MIN_DAYS", "1")  # every label arrives on day 2
     settings = load_settings()
     reviews = load_reviews().sample(80, random_state=3).reset_index(drop=True)
     reviews = reviews.assign(review_id=[f"R{i:03d}" for i in range(80)], sku="OJ01", created_at="2026-10-01T09:00:00")
@@ -154,6 +155,19 @@ def test_a_champion_worse_than_the_one_it_replaced_is_rolled_back_with_the_evide
     assert f"live {live_f1:.4f} on 80 samples (to {DAY3})" in out or f"live {live_f1:.3f}" in out, out
     assert f"latest training v{v2} on data up to 2026-09-30 (3 days ago)" in out, out
     assert "forecaster: no champion" in out and "- no trained version yet" in out
+
+
+def test_no_rollback_on_evidence_from_too_short_a_stretch_of_days(late_labels, monkeypatch):
+    """80 worse labels that all arrived on one day: one draw, not enough to act on."""
+    monkeypatch.setenv("RETAIL_MONITOR__PROBATION_MIN_DAYS", "2")
+    settings = load_settings()
+    lake = lake_from_settings(settings)
+    v1, v2 = promote_two(settings)
+    issue_day1(settings, lake, late_labels, v1, v2, new_wrong=0.60)
+    probation = monitor_family(settings, FAMILY, DAY2)["probation"]
+    assert probation["status"] == "running" and probation["evidence"]["span_days"] == 1
+    assert probation["evidence"]["worse_by"] > settings.monitor.probation_margin  # worse, but not judged yet
+    assert registry.champion_version(settings, FAMILY) == v2
 
 
 def test_in_manual_mode_the_rollback_is_proposed_and_waits_for_a_person(late_labels, monkeypatch):
