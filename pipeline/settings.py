@@ -196,6 +196,10 @@ class DriftSettings(BaseModel):
     """
 
     window_days: int = 28
+    # a drop with fewer rows is not judged for drift: the label shares or the median length of
+    # a dozen reviews swing by chance (the retrain decision judges what arrived since a model's
+    # training pooled, pipeline/monitoring/retrain.py)
+    min_rows: int = 100
     warn: dict[str, float] = {
         "label_shift": 0.10, "text_length_change": 0.5, "units_per_store_change": 0.5,
         "price_change": 0.25, "unknown_sku_increase": 0.05, "event_shift": 0.10,

@@ -117,7 +117,10 @@ def check_quality(lake: Lake, feed: str, day: date, settings: DriftSettings) -> 
 
     reference = pd.concat([lake.read_parquet(partitions[d]) for d in window], ignore_index=True) \
         if window else pd.DataFrame()
-    if len(reference) and len(current):
+    if len(current) < settings.min_rows:
+        log.info("%s %s: %d rows, fewer than ingest.drift.min_rows (%d): too few to judge drift on",
+                 feed, day, len(current), settings.min_rows)
+    elif len(reference) and len(current):
         for name, metric in DRIFT_METRICS[feed].items():
             value = metric(current, reference)
             if value is not None:

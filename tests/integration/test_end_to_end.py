@@ -174,7 +174,7 @@ def test_dags_run_end_to_end_on_real_data(retail_env, airflow_db, tiny_training,
     assert "success" in _run("retail_monitor", days[-1])
     for family, version in champions.items():
         live = lake.read_json(lake.uri("monitoring", "live", family, "date=2026-10-03.json"))
-        assert live["champion"] == version and live["live"] == {"samples": 0}
+        assert live["champion"] == str(version) and live["live"] == {"samples": 0}
         assert live["probation"]["status"] == "none"  # a first champion: nothing to compare with
     monitoring = {r.data.tags["monitoring"] for r in client.search_runs(
         [client.get_experiment_by_name(settings.experiment_name).experiment_id], "tags.monitoring != ''")}

@@ -42,7 +42,7 @@ def test_metrics_pure():
 
 def test_first_drop_has_no_drift_only_the_sku_check(lake):
     publish(lake, "reviews", DAY, reviews(["positive"] * 5))
-    report = quality.check_quality(lake, "reviews", DAY, DriftSettings())
+    report = quality.check_quality(lake, "reviews", DAY, DriftSettings(min_rows=1))
     assert report.reference_dates == [] and report.metrics == {"unknown_sku_share": 0.0}
     assert not report.severe and lake.read_json(report.uri)["rows"] == 5
 
@@ -50,7 +50,7 @@ def test_first_drop_has_no_drift_only_the_sku_check(lake):
 def test_label_shift_past_severe_holds_retraining_until_acknowledged(lake):
     publish(lake, "reviews", DAY - timedelta(days=2), reviews(["positive"] * 9 + ["negative"]))
     publish(lake, "reviews", DAY, reviews(["negative"] * 9 + ["positive"]))
-    report = quality.check_quality(lake, "reviews", DAY, DriftSettings())
+    report = quality.check_quality(lake, "reviews", DAY, DriftSettings(min_rows=1))
     assert report.metrics["label_shift"] == pytest.approx(0.8)
     assert report.severe and report.severe[0].startswith("label_shift=+0.8")
 
@@ -61,7 +61,7 @@ def test_label_shift_past_severe_holds_retraining_until_acknowledged(lake):
 
     quality.acknowledge(lake, "reviews", DAY, reason="new product line", by="tester")
     quality.ensure_not_held(lake, ("reviews",), DAY + timedelta(days=3))
-    quality.check_quality(lake, "reviews", DAY, DriftSettings())  # a re-run keeps the acknowledgement
+    quality.check_quality(lake, "reviews", DAY, DriftSettings(min_rows=1))  # a re-run keeps the acknowledgement
     quality.ensure_not_held(lake, ("reviews",), DAY)
     [hold] = quality.all_holds(lake)
     assert hold["acknowledged"]["by"] == "tester" and hold["acknowledged"]["reason"] == "new product line"
@@ -70,10 +70,10 @@ def test_label_shift_past_severe_holds_retraining_until_acknowledged(lake):
 def test_a_rerun_without_severe_drift_removes_the_hold(lake):
     publish(lake, "reviews", DAY - timedelta(days=1), reviews(["positive"] * 10))
     publish(lake, "reviews", DAY, reviews(["negative"] * 10))
-    quality.check_quality(lake, "reviews", DAY, DriftSettings())
+    quality.check_quality(lake, "reviews", DAY, DriftSettings(min_rows=1))
     assert quality.open_holds(lake, ("reviews",), DAY)
     publish(lake, "reviews", DAY, reviews(["positive"] * 10))  # the drop was corrected and re-run
-    quality.check_quality(lake, "reviews", DAY, DriftSettings())
+    quality.check_quality(lake, "reviews", DAY, DriftSettings(min_rows=1))
     assert quality.all_holds(lake) == []
 
 
@@ -81,11 +81,21 @@ def test_window_leaves_out_old_drops(lake):
     publish(lake, "reviews", DAY - timedelta(days=40), reviews(["negative"] * 10))
     publish(lake, "reviews", DAY - timedelta(days=3), reviews(["positive"] * 10))
     publish(lake, "reviews", DAY, reviews(["positive"] * 10, text="fine coffee, really fine coffee"))
-    report = quality.check_quality(lake, "reviews", DAY, DriftSettings(window_days=28))
+    report = quality.check_quality(lake, "reviews", DAY, DriftSettings(window_days=28, min_rows=1))
     assert report.reference_dates == [(DAY - timedelta(days=3)).isoformat()]
     assert report.metrics["label_shift"] == 0
     assert report.metrics["text_length_change"] == pytest.approx(31 / 11 - 1, abs=1e-3)
     assert report.warnings and not report.severe
+
+
+def test_a_drop_with_fewer_rows_than_min_rows_is_not_judged(lake):
+    """Nine of ten labels flipped is a shift of 0.8, but ten rows are not enough to judge."""
+    publish(lake, "reviews", DAY - timedelta(days=2), reviews(["positive"] * 9 + ["negative"]))
+    publish(lake, "reviews", DAY, reviews(["negative"] * 9 + ["positive"]))
+    report = quality.check_quality(lake, "reviews", DAY, DriftSettings(min_rows=11))
+    assert "label_shift" not in report.metrics and not report.severe
+    quality.ensure_not_held(lake, ("reviews",), DAY)
+    assert quality.check_quality(lake, "reviews", DAY, DriftSettings(min_rows=10)).severe
 
 
 def test_units_per_store_and_price_drift(lake):
@@ -95,7 +105,7 @@ def test_units_per_store_and_price_drift(lake):
 
     publish(lake, "sales", DAY - timedelta(days=7), sales(10.0, 2.0))
     publish(lake, "sales", DAY, sales(45.0, 2.2))
-    report = quality.check_quality(lake, "sales", DAY, DriftSettings())
+    report = quality.check_quality(lake, "sales", DAY, DriftSettings(min_rows=1))
     assert report.metrics["units_per_store_change"] == pytest.approx(3.5)
     assert report.metrics["price_change"] == pytest.approx(0.1)
     assert [s.split("=")[0] for s in report.severe] == ["units_per_store_change"]
@@ -105,14 +115,14 @@ def test_units_per_store_and_price_drift(lake):
 
 def test_nothing_published_is_its_own_error(lake):
     with pytest.raises(quality.NothingPublished):
-        quality.check_quality(lake, "sales", DAY, DriftSettings())
+        quality.check_quality(lake, "sales", DAY, DriftSettings(min_rows=1))
 
 
 def test_cli_lists_and_acknowledges_holds(lake, monkeypatch, capsys):
     monkeypatch.setenv("RETAIL_LAKE_URI", lake.root)
     publish(lake, "reviews", DAY - timedelta(days=1), reviews(["positive"] * 10))
     publish(lake, "reviews", DAY, reviews(["negative"] * 10))
-    quality.check_quality(lake, "reviews", DAY, DriftSettings())
+    quality.check_quality(lake, "reviews", DAY, DriftSettings(min_rows=1))
     assert main(["data", "holds"]) == 0
     assert "reviews 2026-10-10: HOLDING retraining: label_shift=+1" in capsys.readouterr().out
     with pytest.raises(ValueError, match="no hold on sales"):
@@ -129,6 +139,6 @@ def test_retraining_step_refuses_to_build_a_dataset_while_held(retail_env):
     lake = Lake((retail_env / "lake").as_uri())
     publish(lake, "interactions", DAY - timedelta(days=1), pd.DataFrame({"sku": ["A1"] * 10, "event": "purchase"}))
     publish(lake, "interactions", DAY, pd.DataFrame({"sku": ["A1"] * 10, "event": "view"}))
-    assert quality.check_quality(lake, "interactions", DAY, DriftSettings()).severe
+    assert quality.check_quality(lake, "interactions", DAY, DriftSettings(min_rows=1)).severe
     with pytest.raises(quality.RetrainingHeld, match="interactions 2026-10-10: event_shift"):
         steps.build_dataset("recommender", DAY.isoformat())
