@@ -56,9 +56,12 @@ def run_review_insights(settings: Settings, day: date) -> str:
     reviews = latest_by_key(reviews, "reviews")  # a review whose label has arrived is no longer scored
     unlabelled = reviews[reviews["label"].isna()].reset_index(drop=True)
     predicted = model.predict(unlabelled[["text"]])
-    kept = ["review_id", "label"]
-    keep_predictions(settings, lake, "sentiment", day, version, pd.concat([unlabelled[["review_id"]], predicted], axis=1)[kept],
-                     lambda shadow: pd.concat([unlabelled[["review_id"]], shadow.predict(unlabelled[["text"]])], axis=1)[kept])
+
+    def labels(given: pd.DataFrame) -> pd.DataFrame:  # what is kept: each review's label
+        return pd.DataFrame({"review_id": unlabelled["review_id"], "label": given["label"]})
+
+    keep_predictions(settings, lake, "sentiment", day, version, labels(predicted),
+                     lambda shadow: labels(shadow.predict(unlabelled[["text"]])))
     columns = champion_columns(settings, lake, "sentiment", version, day)
     scored = pd.concat([unlabelled[["review_id", "sku", "created_at", "text"]], predicted], axis=1).assign(**columns)
     try:

@@ -81,9 +81,13 @@ def span_days(days: pd.Series) -> int:
 # ------------------------------------------------------------------ probation
 
 
-def _last_alias_move(settings: Settings, family: str) -> dict[str, Any] | None:
+def _replaced(settings: Settings, family: str, champion: str) -> str | None:
+    """The champion that ``champion``'s promotion replaced, when a promotion (not a
+    rollback) was the last move of the alias; None otherwise."""
     moves = [e for e in registry.history(settings, family) if e["event"] in ("promoted", "rolled_back")]
-    return moves[-1] if moves else None
+    if moves and moves[-1]["event"] == "promoted" and moves[-1]["version"] == champion:
+        return moves[-1].get("from_version")
+    return None
 
 
 def probation_shadow(settings: Settings, lake: Lake, family: str, day: date) -> str | None:
@@ -96,15 +100,11 @@ def probation_shadow(settings: Settings, lake: Lake, family: str, day: date) -> 
     if lake.exists(uri):
         state = lake.read_json(uri)
         return state["shadow"] if state["status"] == "running" else None
-    move = _last_alias_move(settings, family)  # promoted since the last monitor run: starting
-    if move and move["event"] == "promoted" and move["version"] == champion:
-        return move.get("from_version")
-    return None
+    return _replaced(settings, family, champion)  # promoted since the last monitor run: starting
 
 
 def _start_probation(settings: Settings, lake: Lake, family: str, champion: str, day: date) -> dict[str, Any]:
-    move = _last_alias_move(settings, family)
-    shadow = move.get("from_version") if move and move["event"] == "promoted" and move["version"] == champion else None
+    shadow = _replaced(settings, family, champion)
     state = {"family": family, "version": champion, "shadow": shadow, "started": day.isoformat(),
              "ends": (day + timedelta(days=settings.monitor.probation_days)).isoformat(),
              "status": "running" if shadow and settings.monitor.probation_days else "none",
@@ -132,7 +132,8 @@ def check_probation(settings: Settings, lake: Lake, record: Family, champion: st
     mine, theirs = mine[mine["unit"].isin(shared)], theirs[theirs["unit"].isin(shared)]
     ours, before = version_metrics(record, mine, champion, hp), version_metrics(record, theirs, shadow, hp)
     evidence = {"metric": metric, "samples": len(shared), "min_samples": cfg.probation_min_samples,
-                "span_days": ours.get("span_days", 0), "min_days": cfg.probation_min_days, "margin": cfg.probation_margin, "window": [state["started"], day.isoformat()],
+                "span_days": ours.get("span_days", 0), "min_days": cfg.probation_min_days,
+                "margin": cfg.probation_margin, "window": [state["started"], day.isoformat()],
                 "champion": {"version": champion, **ours}, "shadow": {"version": shadow, **before}}
     if shared:
         evidence["worse_by"] = round(worse_by(metric, ours[metric], before[metric]), 6)
