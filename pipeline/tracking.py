@@ -104,8 +104,7 @@ def _pipeline_imports(module: str) -> set[str]:
     """The ``pipeline`` modules that ``module``'s source imports (at any depth in the file)."""
     import ast
 
-    path = PROJECT_ROOT / Path(*module.split("."))
-    path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+    path = _source(module)
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         names = []
@@ -120,10 +119,18 @@ def _pipeline_imports(module: str) -> set[str]:
 
 
 def _source(module: str) -> Path | None:
+    """The source file of a module of this project, or of a family's module elsewhere (a
+    plugin, a test); None for a name that is not a module (``pipeline.lake.Lake``)."""
+    import importlib.util
+
     path = PROJECT_ROOT / Path(*module.split("."))
     for candidate in (path.with_suffix(".py"), path / "__init__.py"):
         if candidate.is_file():
             return candidate
+    if not module.startswith("pipeline."):
+        spec = importlib.util.find_spec(module)
+        if spec is not None and spec.origin and spec.origin.endswith(".py"):
+            return Path(spec.origin)
     return None
 
 

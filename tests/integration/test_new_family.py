@@ -105,6 +105,10 @@ def test_a_family_added_as_one_module_and_one_record_goes_through_every_step(
 
     run = mlflow.get_run(run_id)
     assert run.data.tags["family"] == "category" and run.data.tags["warm_start"] == "base"
+    # its training code, found outside the pipeline package, is in the run's digest
+    from pipeline.tracking import training_code_digest
+
+    assert run.data.tags["training_code"] == training_code_digest("category")
     for role in ("challenger", "baseline"):
         assert 0.0 < run.data.metrics[f"{role}_accuracy"] <= 1.0
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run_id, "plots")}
