@@ -1,6 +1,12 @@
-"""Simple baselines every challenger must beat, each trained or computed on the same
-training rows and asked the same question as the model: ``baseline(data, hp) ->
-predictions`` in the model's output format (``hp``: the family's training settings)."""
+"""Baselines, each trained or computed on the same training rows and asked the same
+question as the model: ``baseline(data, hp) -> predictions`` in the model's output format
+(``hp``: the family's training settings).
+
+The reference baselines (majority class, seasonal naive, popularity) are what every
+candidate is judged against. The strong ones (TF-IDF + logistic regression, gradient
+boosting, EASE, item-kNN) are each a fit and a predict that the classic candidates
+(:mod:`pipeline.training.classic`) reuse: a classic candidate is that model fitted on the
+training rows, saved and served, answering with the baseline's numbers."""
 
 from __future__ import annotations
 
@@ -24,25 +30,57 @@ log = logging.getLogger(__name__)
 
 
 def tfidf_logistic_regression(data: FamilyData, hp: Any = None) -> pd.DataFrame:
-    """TF-IDF features and a logistic regression, trained on the same rows: word unigrams
-    and bigrams, or character 1- to 3-grams for text in a script written without spaces
-    between words (Chinese, Japanese, Korean), where a "word" would be a whole sentence."""
+    """TF-IDF features and a logistic regression (:func:`fit_tfidf_logistic_regression`),
+    trained on the same rows, asked about the holdout's texts."""
+    return predict_labels(fit_tfidf_logistic_regression(data.train), data.holdout["text"])
+
+
+def fit_tfidf_logistic_regression(train: pd.DataFrame) -> Any:
+    """A scikit-learn pipeline of TF-IDF features and a logistic regression fitted on
+    ``train``'s text and label: word unigrams and bigrams, or character 1- to 3-grams for
+    text in a script written without spaces between words (Chinese, Japanese, Korean),
+    where a "word" would be a whole sentence."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
-    texts = data.train["text"].astype(str)
+    texts = as_texts(train["text"])
     if script_mix(texts).cjk_heavy:
         features = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), min_df=2, sublinear_tf=True)
     else:
         features = TfidfVectorizer(min_df=2, ngram_range=(1, 2), sublinear_tf=True)
     clf = make_pipeline(features, LogisticRegression(max_iter=1000, class_weight="balanced"))
-    clf.fit(texts, data.train["label"].astype(str))
-    probs = clf.predict_proba(data.holdout["text"].astype(str))
-    out = pd.DataFrame({f"p_{c}": probs[:, i] for i, c in enumerate(clf.classes_)})
-    out.insert(0, "score", probs.max(axis=1))
-    out.insert(0, "label", clf.classes_[probs.argmax(axis=1)])
+    return clf.fit(texts, train["label"].astype(str))
+
+
+def predict_labels(model: Any, texts: pd.Series) -> pd.DataFrame:
+    """A fitted text classifier's answer in the sentiment model's format: label (the most
+    probable class), score (its probability) and p_<class> for every class."""
+    classes = [str(c) for c in model.classes_]
+    texts = as_texts(texts)
+    probs = model.predict_proba(texts) if len(texts) else np.zeros((0, len(classes)))
+    return label_frame(classes, probs)
+
+
+def majority_class(data: FamilyData, hp: Any = None) -> pd.DataFrame:
+    """Every holdout row gets the most frequent training label (ties: the first in sorted
+    order), with the training share of each class as its probabilities."""
+    shares = data.train["label"].astype(str).value_counts(normalize=True).sort_index()
+    probs = np.tile(shares.to_numpy(float), (len(data.holdout), 1))
+    return label_frame(shares.index.tolist(), probs)
+
+
+def label_frame(classes: Sequence[str], probs: np.ndarray) -> pd.DataFrame:
+    """label, score and p_<class> columns from class probabilities (rows x classes)."""
+    out = pd.DataFrame({f"p_{c}": probs[:, i] for i, c in enumerate(classes)})
+    out.insert(0, "score", probs.max(axis=1) if len(probs) else np.zeros(0))
+    out.insert(0, "label", np.asarray(classes, dtype=object)[probs.argmax(axis=1)] if len(probs) else [])
     return out
+
+
+def as_texts(texts: pd.Series) -> pd.Series:
+    """Texts as strings, a missing one empty (as the sentiment model reads them)."""
+    return texts.fillna("").astype(str)
 
 
 def seasonal_naive(data: FamilyData, hp: Any) -> pd.DataFrame:
@@ -73,12 +111,13 @@ def seasonal_naive(data: FamilyData, hp: Any) -> pd.DataFrame:
 # (Targets relative to the recent level were tried: WAPE 0.473 against 0.459 on the bundled
 # orange-juice data with its plan, so the plain target stays.)
 GBM_PARAMS = {"max_iter": 300, "learning_rate": 0.05, "max_leaf_nodes": 31, "min_samples_leaf": 40,
-              "l2_regularization": 1.0, "random_state": 0}
+              "l2_regularization": 1.0}
 # HistGradientBoostingRegressor bins a categorical feature into at most 255 values
 GBM_MAX_CATEGORIES = 255
 # a random sample of the (origin, step) rows beyond this: enough for 14 features, and it
 # bounds the fit's time and memory for a chain's tens of thousands of series
 GBM_MAX_TRAIN_ROWS = 1_000_000
+GBM_LONG_MEAN = 13  # periods of the longer rolling mean
 GBM_FEATURES = ["step", "lag_1", "lag_2", "lag_3", "lag_4", "mean_4", "mean_13", "seasonal", "price_ratio",
                 "promo", "week_sin", "week_cos", "store", "sku"]
 
@@ -86,70 +125,140 @@ GBM_FEATURES = ["step", "lag_1", "lag_2", "lag_3", "lag_4", "mean_4", "mean_13",
 def gradient_boosting(data: FamilyData, hp: Any) -> pd.DataFrame:
     """scikit-learn's HistGradientBoostingRegressor on lags, rolling means, the value a
     season back, calendar, price and promo (one global model for all series), asked the
-    same question as the forecaster: train on every origin of the history, then forecast
-    the asked periods from the end of each series' history."""
+    same question as the forecaster: trained on every origin of the history
+    (:func:`fit_gradient_boosting`), then forecasting the asked periods from the end of
+    each series' history (:func:`predict_gradient_boosting`)."""
+    history, future, period = _question(data)
+    if future.empty:
+        return _concat_forecasts([])
+    horizon = max(1, int(future.groupby(SERIES_KEY).size().max()))
+    season = hp.season_length or default_season(period)
+    model = fit_gradient_boosting(history, horizon, season, period)
+    if model is None:
+        return _concat_forecasts([])
+    rows, point = predict_gradient_boosting(model, history, future)
+    return _forecast_rows(rows, point, point, point)
+
+
+@dataclass
+class GradientBoosting:
+    """A fitted gradient-boosting forecaster: the trees and what turns a question into
+    their features (``encodings``: per id column, ``{"categories": [...]}`` where the trees
+    bin it, else ``{"means": {id: mean target}, "fill": overall mean}``)."""
+
+    model: Any  # sklearn.ensemble.HistGradientBoostingRegressor
+    features: list[str]
+    encodings: dict[str, dict[str, Any]]
+    season: int
+    period_days: float
+    horizon: int
+
+    def settings(self) -> dict[str, Any]:
+        """Everything but the trees, as plain JSON values."""
+        return {"features": self.features, "encodings": self.encodings, "season": self.season,
+                "period_days": self.period_days, "horizon": self.horizon}
+
+
+def fit_gradient_boosting(history: pd.DataFrame, horizon: int, season: int, period: float,
+                          seed: int = 0) -> GradientBoosting | None:
+    """The trees trained on every origin t and step h <= ``horizon`` of every series of
+    ``history`` (clean, units known) whose target period t + h has a row; log1p(units)
+    target, direct multi-step (the step ahead is a feature). None without a row to learn from."""
     from sklearn.ensemble import HistGradientBoostingRegressor
 
-    history, future, period = _question(data)
-    season = hp.season_length or default_season(period)
-    horizon = max(1, int(future.groupby(SERIES_KEY).size().max())) if len(future) else 1
-    pasts, rows_by_series = _by_series(history, future)
-    train_parts, ask_parts = [], []
-    for code, (past, rows) in enumerate(zip(pasts, rows_by_series)):
+    parts = []
+    for past in split_by_key(history, series_keys(history).sort_values(SERIES_KEY, ignore_index=True)):
         grid = to_grid(past, period)
         if grid.n == 0:
             continue
-        store, sku = str(past["store_id"].iloc[0]), str(past["sku"].iloc[0])
-        level = np.log1p(ffill(np.clip(grid.units, 0, None)))
+        level = _log_level(grid)
         observed = ~np.isnan(grid.units)
-        # training: every origin t and step h whose target period t + h has a row
         for h in range(1, horizon + 1):
             t = np.arange(0, grid.n - h)
             t = t[observed[t + h]]
             if len(t):
-                train_parts.append(_gbm_features(level, grid, period, t, t + h, h, season, store, sku)
-                                   .assign(target=level[t + h]))
-        if len(rows):
-            pos = _grid_positions(rows["date"], grid, period)
-            origin = np.full(len(rows), grid.n - 1)
-            asked = _gbm_features(level, grid, period, origin, pos, pos - origin, season, store, sku,
-                                  price=rows["price"].to_numpy(float), promo=rows["promo"].to_numpy(float))
-            ask_parts.append((rows, asked))
-    if not ask_parts:
-        return _concat_forecasts([])
-    train = pd.concat(train_parts, ignore_index=True)
+                parts.append(_gbm_features(level, grid, period, t, t + h, h, season, *_ids(past))
+                             .assign(target=level[t + h]))
+    if not parts:
+        return None
+    train = pd.concat(parts, ignore_index=True)
     if len(train) > GBM_MAX_TRAIN_ROWS:
-        train = train.sample(GBM_MAX_TRAIN_ROWS, random_state=0)
-    asked = pd.concat([a for _, a in ask_parts], ignore_index=True)
-    train, asked, categorical = _encode_ids(train, asked)
+        train = train.sample(GBM_MAX_TRAIN_ROWS, random_state=seed)
+    encodings = _fit_id_encodings(train)
+    train = _encode_ids(train, encodings)
     # a feature with no value in training (the value a season back, in histories shorter
     # than a season) is left out: the trees cannot bin it
     features = [f for f in GBM_FEATURES if train[f].notna().any()]
-    model = HistGradientBoostingRegressor(categorical_features=categorical, **GBM_PARAMS)
+    categorical = [c for c, e in encodings.items() if "categories" in e]
+    model = HistGradientBoostingRegressor(categorical_features=categorical, random_state=seed, **GBM_PARAMS)
     model.fit(train[features], train["target"])
-    values = np.clip(np.expm1(model.predict(asked[features])), 0, None)
-    rows = pd.concat([r for r, _ in ask_parts], ignore_index=True)
-    return _forecast_rows(rows, values, values, values)
+    return GradientBoosting(model, features, encodings, season, period, horizon)
 
 
-def _encode_ids(train: pd.DataFrame, asked: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+def predict_gradient_boosting(model: GradientBoosting, history: pd.DataFrame,
+                              future: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """The ``future`` rows (clean) of every series with a history, in series then date
+    order, and their point forecasts in units, each from the end of its series' history."""
+    period = model.period_days
+    asked_parts, row_parts = [], []
+    for past, rows in zip(*_by_series(history, future)):
+        grid = to_grid(past, period)
+        if grid.n == 0 or not len(rows):
+            continue
+        pos = _grid_positions(rows["date"], grid, period)
+        origin = np.full(len(rows), grid.n - 1)
+        asked_parts.append(_gbm_features(_log_level(grid), grid, period, origin, pos, pos - origin, model.season,
+                                         *_ids(past), price=rows["price"].to_numpy(float),
+                                         promo=rows["promo"].to_numpy(float)))
+        row_parts.append(rows)
+    if not row_parts:
+        return future.iloc[:0], np.zeros(0)
+    asked = _encode_ids(pd.concat(asked_parts, ignore_index=True), model.encodings)
+    point = np.clip(np.expm1(model.model.predict(asked[model.features])), 0, None)
+    return pd.concat(row_parts, ignore_index=True), point
+
+
+def gbm_history_periods(season: int) -> int:
+    """The periods of history the features read back from an origin: the longer rolling
+    mean, and the value a season back."""
+    return max(GBM_LONG_MEAN, season)
+
+
+def _log_level(grid: Any) -> np.ndarray:
+    """log1p of a series' units on its grid, gaps carrying the last value."""
+    return np.log1p(ffill(np.clip(grid.units, 0, None)))
+
+
+def _ids(past: pd.DataFrame) -> tuple[str, str]:
+    return str(past["store_id"].iloc[0]), str(past["sku"].iloc[0])
+
+
+def _fit_id_encodings(train: pd.DataFrame) -> dict[str, dict[str, Any]]:
     """Store and sku as categories where the trees can bin them (at most GBM_MAX_CATEGORIES
     values); an id with more values (a chain's hundreds of stores) becomes the mean training
     target of its value, the overall mean for a value not seen in training."""
-    categorical = []
+    encodings: dict[str, dict[str, Any]] = {}
     for column in ("store", "sku"):
         values = train[column].unique()
         if len(values) <= GBM_MAX_CATEGORIES:
-            dtype = pd.CategoricalDtype(sorted(values))
-            train, asked = train.assign(**{column: train[column].astype(dtype)}), asked.assign(
-                **{column: asked[column].astype(dtype)})
-            categorical.append(column)
+            encodings[column] = {"categories": sorted(str(v) for v in values)}
         else:
             means = train.groupby(column)["target"].mean()
-            fill = float(train["target"].mean())
-            train = train.assign(**{column: train[column].map(means).astype(float)})
-            asked = asked.assign(**{column: asked[column].map(means).astype(float).fillna(fill)})
-    return train, asked, categorical
+            encodings[column] = {"means": {str(k): float(v) for k, v in means.items()},
+                                 "fill": float(train["target"].mean())}
+    return encodings
+
+
+def _encode_ids(frame: pd.DataFrame, encodings: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """The id columns of ``frame`` as :func:`_fit_id_encodings` chose (an unknown category:
+    missing, which the trees send down their learned branch)."""
+    encoded = {}
+    for column, encoding in encodings.items():
+        if "categories" in encoding:
+            encoded[column] = frame[column].astype(pd.CategoricalDtype(encoding["categories"]))
+        else:
+            encoded[column] = frame[column].map(encoding["means"]).astype(float).fillna(encoding["fill"])
+    return frame.assign(**encoded)
 
 
 def _gbm_features(level: np.ndarray, grid: Any, period: float, origin: np.ndarray, target: np.ndarray,
@@ -175,7 +284,7 @@ def _gbm_features(level: np.ndarray, grid: Any, period: float, origin: np.ndarra
     year = 2 * np.pi * days / 365.2425
     return pd.DataFrame({
         "step": np.broadcast_to(step, origin.shape).astype(float), "lag_1": lag(0), "lag_2": lag(1),
-        "lag_3": lag(2), "lag_4": lag(3), "mean_4": mean(4), "mean_13": mean(13), "seasonal": seasonal,
+        "lag_3": lag(2), "lag_4": lag(3), "mean_4": mean(4), "mean_13": mean(GBM_LONG_MEAN), "seasonal": seasonal,
         "price_ratio": np.log(price / grid.median_price), "promo": promo, "week_sin": np.sin(year),
         "week_cos": np.cos(year), "store": store, "sku": sku,
     })
@@ -263,37 +372,89 @@ EASE_MAX_ITEMS = 5_000
 SCORE_BATCH_CELLS = 4_000_000
 
 # ``ranker(inputs)`` -> a function from one candidate value of a baseline's setting to its
-# ranking of ``inputs``' holdout customers (what can be computed once per data set, such as
-# EASE's Gram matrix, is computed in ``ranker``)
+# ranking of ``inputs``' holdout customers; ``fitter(items)`` -> a function from that value
+# to the fitted model (what can be computed once per data set, such as EASE's Gram matrix,
+# is computed in ``fitter(items)``)
 Ranker = Callable[["RankingInputs"], Callable[[float], pd.DataFrame]]
+Fitter = Callable[["Interactions"], Callable[[float], "ItemModel"]]
 
 
 @dataclass(frozen=True)
-class RankingInputs:
-    """What a ranking baseline learns from and is asked, as matrices: the train items (most
-    interacted first, ties: first seen first) and their counts, the binary customer x item
-    matrix of train, and the holdout customers with their train history as rows of it."""
+class Interactions:
+    """What an item-item model learns from: the train items (most interacted first, ties:
+    first seen first), their counts, and the binary customer x item matrix of train."""
 
     skus: np.ndarray
     counts: np.ndarray
     train: sparse.csr_matrix
-    customers: list[str]
-    history: sparse.csr_matrix  # one row per customer in ``customers`` (empty: no history)
-    question: pd.DataFrame  # interaction_question: the holdout customers' train rows
 
-    @classmethod
-    def of(cls, data: FamilyData) -> "RankingInputs":
-        skus, counts = item_popularity(data.train)
-        train_customers, train = interaction_matrix(data.train, skus)
-        customers = holdout_customers(data)
-        rows = pd.Series(np.arange(len(train_customers)), index=pd.Index(train_customers, dtype=object))
-        rows = rows.reindex(customers)
-        known = rows.notna().to_numpy()
-        # each holdout customer's train row; an empty row for a customer without one
-        pick = sparse.csr_matrix((np.ones(int(known.sum()), dtype=np.float32),
-                                  (np.flatnonzero(known), rows[known].to_numpy(dtype=np.int64))),
-                                 shape=(len(customers), len(train_customers)))
-        return cls(skus, counts, train, customers, (pick @ train).tocsr(), interaction_question(data))
+    @staticmethod
+    def of_train(train: pd.DataFrame) -> "Interactions":
+        skus, counts = item_popularity(train)
+        return Interactions(skus, counts, interaction_matrix(train, skus)[1])
+
+
+@dataclass(frozen=True)
+class AskedCustomers:
+    """The customers a ranking is asked about (first seen first), their histories as rows
+    over a model's items (an empty row: nothing known), and the question's rows."""
+
+    customers: list[str]
+    history: sparse.csr_matrix
+    question: pd.DataFrame  # interaction_question's columns: the customers' known interactions
+
+    @staticmethod
+    def of(question: pd.DataFrame, skus: Sequence[str], customers: Sequence[str] | None = None) -> "AskedCustomers":
+        """``question``'s customers (or ``customers``, in that order) over ``skus``; items
+        the model does not know are left out of the matrix, not out of the question."""
+        ids = question["customer_id"].astype(str)
+        customers = list(dict.fromkeys(ids)) if customers is None else [str(c) for c in customers]
+        rows = pd.Series(np.arange(len(customers)), index=pd.Index(customers, dtype=object)).reindex(ids)
+        cols = pd.Series(np.arange(len(skus)), index=pd.Index(skus, dtype=object)).reindex(question["sku"].astype(str))
+        keep = rows.notna().to_numpy() & cols.notna().to_numpy()
+        history = sparse.csr_matrix((np.ones(int(keep.sum()), dtype=np.float32),
+                                     (rows.to_numpy()[keep].astype(np.int64), cols.to_numpy()[keep].astype(np.int64))),
+                                    shape=(len(customers), len(skus)))
+        history.sum_duplicates()
+        history.data[:] = 1.0
+        return AskedCustomers(customers, history, question)
+
+
+@dataclass(frozen=True)
+class RankingInputs(Interactions):
+    """What a ranking baseline learns from (train) and is asked (the holdout customers with
+    their train history)."""
+
+    asked: AskedCustomers
+
+    @staticmethod
+    def of(data: FamilyData) -> "RankingInputs":
+        items = Interactions.of_train(data.train)
+        asked = AskedCustomers.of(interaction_question(data), items.skus, holdout_customers(data))
+        return RankingInputs(items.skus, items.counts, items.train, asked)
+
+
+@dataclass(frozen=True)
+class ItemModel:
+    """A fitted item-item model: its items (most interacted first) and their counts, and
+    item x item weights over the first ``modelled`` of them; a candidate's score is the sum
+    of its weights from the customer's history items."""
+
+    skus: np.ndarray
+    counts: np.ndarray
+    weights: np.ndarray | sparse.csr_matrix  # modelled x modelled
+
+    @property
+    def modelled(self) -> int:
+        return int(self.weights.shape[0])
+
+    def scores(self, history: sparse.csr_matrix) -> np.ndarray:
+        """Scores over the modelled items of a batch of history rows over them."""
+        product = history @ self.weights
+        return product.toarray() if sparse.issparse(product) else np.asarray(product)
+
+    def rank(self, asked: AskedCustomers, top_k: int) -> pd.DataFrame:
+        return rank_by_scores(self, asked, top_k)
 
 
 def item_knn(data: FamilyData, hp: Any, neighbours: Sequence[int] = KNN_NEIGHBOURS) -> pd.DataFrame:
@@ -301,7 +462,7 @@ def item_knn(data: FamilyData, hp: Any, neighbours: Sequence[int] = KNN_NEIGHBOU
     columns of the binary customer x item matrix of train, each item keeping its k most
     similar items (k from ``neighbours``, chosen on validation: :func:`choose_on_validation`);
     a candidate's score is the sum of its similarities to the customer's history items."""
-    return _fit_chosen(data, hp, "neighbours", neighbours, KNN_DEFAULT_NEIGHBOURS, _knn_ranker(hp.top_k))
+    return _fit_chosen(data, hp, "neighbours", neighbours, KNN_DEFAULT_NEIGHBOURS, knn_fitter())
 
 
 def ease(data: FamilyData, hp: Any, lambdas: Sequence[float] = EASE_LAMBDAS,
@@ -309,17 +470,26 @@ def ease(data: FamilyData, hp: Any, lambdas: Sequence[float] = EASE_LAMBDAS,
     """EASE (Steck 2019), a closed-form linear item-item model over the binary customer x
     item matrix of train (its ``max_items`` most popular items), its L2 weight chosen from
     ``lambdas`` on validation (:func:`choose_on_validation`), then refitted on all of train."""
-    return _fit_chosen(data, hp, "lambda", lambdas, EASE_DEFAULT_LAMBDA, _ease_ranker(hp.top_k, max_items))
+    return _fit_chosen(data, hp, "lambda", lambdas, EASE_DEFAULT_LAMBDA, ease_fitter(max_items))
 
 
 def _fit_chosen(data: FamilyData, hp: Any, setting: str, candidates: Sequence[float], default: float,
-                ranker: Ranker) -> pd.DataFrame:
-    """The ranking at the candidate chosen on validation, refitted on all of train; the
-    choice and every candidate's validation NDCG in ``attrs["chosen_on_validation"]``."""
-    value, figures = choose_on_validation(data, hp, candidates, default, ranker, setting)
-    out = ranker(RankingInputs.of(data))(value)
-    out.attrs["chosen_on_validation"] = {setting: value, f"ndcg_at_{hp.top_k}": figures}
+                fitter: Fitter) -> pd.DataFrame:
+    """The ranking of the model fitted at the candidate chosen on validation; the choice and
+    every candidate's validation NDCG in ``attrs["chosen_on_validation"]``."""
+    model, chosen = fit_on_validation(data, hp, setting, candidates, default, fitter)
+    out = model.rank(RankingInputs.of(data).asked, hp.top_k)
+    out.attrs["chosen_on_validation"] = chosen
     return out
+
+
+def fit_on_validation(data: FamilyData, hp: Any, setting: str, candidates: Sequence[float], default: float,
+                      fitter: Fitter) -> tuple[ItemModel, dict[str, Any]]:
+    """The model at the candidate chosen on validation (:func:`choose_on_validation`),
+    refitted on all of ``data.train``, and the choice: ``{setting: value, "ndcg_at_<k>":
+    {candidate: validation NDCG}}``."""
+    value, figures = choose_on_validation(data, hp, candidates, default, ranker_of(fitter, hp.top_k), setting)
+    return fitter(Interactions.of_train(data.train))(value), {setting: value, f"ndcg_at_{hp.top_k}": figures}
 
 
 def choose_on_validation(data: FamilyData, hp: Any, candidates: Sequence[float], default: float,
@@ -345,29 +515,36 @@ def choose_on_validation(data: FamilyData, hp: Any, candidates: Sequence[float],
     return best, figures
 
 
-def _knn_ranker(top_k: int) -> Ranker:
-    """Item-kNN's ranking for a number of neighbours."""
+def ranker_of(fitter: Fitter, top_k: int) -> Ranker:
+    """The ranking of the holdout customers by the model fitted at each setting value."""
 
     def ranker(inputs: RankingInputs) -> Callable[[float], pd.DataFrame]:
-        def rank(neighbours: float) -> pd.DataFrame:
-            similarity = _cosine_neighbours(inputs.train, int(neighbours))
-            return rank_by_scores(inputs, lambda history: (history @ similarity).toarray(), top_k)
-        return rank
+        fit = fitter(inputs)
+        return lambda value: fit(value).rank(inputs.asked, top_k)
     return ranker
+
+
+def knn_fitter() -> Fitter:
+    """Item-kNN for a number of neighbours."""
+
+    def fitter(items: Interactions) -> Callable[[float], ItemModel]:
+        return lambda neighbours: ItemModel(items.skus, items.counts, _cosine_neighbours(items.train, int(neighbours)))
+    return fitter
+
+
+def ease_fitter(max_items: int = EASE_MAX_ITEMS) -> Fitter:
+    """EASE for a lambda, over the ``max_items`` most popular items; the Gram matrix is
+    computed once for all lambdas."""
+
+    def fitter(items: Interactions) -> Callable[[float], ItemModel]:
+        modelled = items.train[:, :max_items]  # the columns are in popularity order
+        gram = np.asarray((modelled.T @ modelled).toarray(), dtype=np.float32)
+        return lambda lam: ItemModel(items.skus, items.counts, _ease_weights(gram, lam))
+    return fitter
 
 
 def _ease_ranker(top_k: int, max_items: int) -> Ranker:
-    """EASE's ranking for a lambda; the Gram matrix is computed once for all of them."""
-
-    def ranker(inputs: RankingInputs) -> Callable[[float], pd.DataFrame]:
-        modelled = inputs.train[:, :max_items]  # the columns are in popularity order
-        gram = np.asarray((modelled.T @ modelled).toarray(), dtype=np.float32)
-
-        def rank(lam: float) -> pd.DataFrame:
-            weights = _ease_weights(gram, lam)
-            return rank_by_scores(inputs, lambda history: history @ weights, top_k, modelled=len(gram))
-        return rank
-    return ranker
+    return ranker_of(ease_fitter(max_items), top_k)
 
 
 def _ease_weights(gram: np.ndarray, lam: float) -> np.ndarray:
@@ -407,16 +584,15 @@ def _cosine_neighbours(matrix: sparse.csr_matrix, neighbours: int) -> sparse.csr
                               (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
 
 
-def rank_by_scores(inputs: RankingInputs, scores_of: Callable[[sparse.csr_matrix], np.ndarray], top_k: int,
-                   modelled: int | None = None) -> pd.DataFrame:
-    """Top ``top_k`` items per holdout customer by ``scores_of(history)`` (a batch of rows
-    of the history matrix over the first ``modelled`` items -> their scores over the same
-    items), history items excluded and ties going to the more popular (the columns are in
-    popularity order). A customer with no history among those items gets the most popular
-    items (``popular_items``), as the recommender serves a customer it knows nothing about."""
-    modelled = len(inputs.skus) if modelled is None else modelled
-    history = inputs.history[:, :modelled]
-    customers = np.asarray(inputs.customers, dtype=object)
+def rank_by_scores(model: ItemModel, asked: AskedCustomers, top_k: int) -> pd.DataFrame:
+    """Top ``top_k`` items per asked customer by ``model.scores`` of their history over
+    the modelled items, history items excluded and ties going to the more popular (the
+    columns are in popularity order). A customer with no history among those items gets
+    the most popular items (``popular_items``), as the recommender serves a customer it
+    knows nothing about."""
+    modelled = model.modelled
+    history = asked.history[:, :modelled]
+    customers = np.asarray(asked.customers, dtype=object)
     scored = history.getnnz(axis=1) > 0
     k = min(top_k, modelled)
     parts = []
@@ -426,7 +602,7 @@ def rank_by_scores(inputs: RankingInputs, scores_of: Callable[[sparse.csr_matrix
         rows = history[start:start + batch][keep_rows]
         if rows.shape[0] == 0:
             continue
-        scores = np.asarray(scores_of(rows), dtype=np.float64)
+        scores = np.asarray(model.scores(rows), dtype=np.float64)
         scores[rows.nonzero()] = -np.inf
         top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
         values = np.take_along_axis(scores, top, axis=1).ravel()
@@ -434,12 +610,12 @@ def rank_by_scores(inputs: RankingInputs, scores_of: Callable[[sparse.csr_matrix
         parts.append(pd.DataFrame({
             "customer_id": np.repeat(customers[start:start + batch][keep_rows], k)[found],
             "rank": np.tile(np.arange(1, k + 1), rows.shape[0])[found],
-            "sku": inputs.skus[top].ravel()[found], "score": values[found],
+            "sku": model.skus[top].ravel()[found], "score": values[found],
         }))
     unknown = customers[~scored].tolist()
     if unknown:
-        question = inputs.question[inputs.question["customer_id"].astype(str).isin(set(unknown))]
-        parts.append(popular_items(unknown, seen_items(question), inputs.skus, inputs.counts, top_k))
+        question = asked.question[asked.question["customer_id"].astype(str).isin(set(unknown))]
+        parts.append(popular_items(unknown, seen_items(question), model.skus, model.counts, top_k))
     parts = [p for p in parts if len(p)]
     if not parts:
         return empty_ranking()
