@@ -10,8 +10,10 @@ Signatures, the same for every family (``hp``: the family's training settings,
 - ``build(frames: {feed: DataFrame}, hp) -> FamilyData``: train/holdout split of the
   family's validated feeds (the latest row per key);
 - ``question(data) -> DataFrame``: what any model of the family is asked about the holdout;
-- ``baseline(data, hp) -> predictions``, in the model's output format (and the same for
-  each of ``more_baselines``: the gate's baseline is the best of them on the primary metric);
+- ``baseline(data, hp) -> predictions``, in the model's output format: a reference
+  baseline every candidate must beat (majority class, seasonal naive, popularity; the same
+  for each of ``more_baselines``: the gate's baseline is the best of them on the primary
+  metric). Never registered: the models that may serve are the ``candidates``;
 - ``score(predictions, data, hp) -> {metric: value}``;
 - ``slices(predictions, data, hp) -> {dimension: {value: {"metric", "n"}}}``;
 - ``units(predictions, data, hp) -> (unit, {metric: (stats, statistic)})``: the primary
@@ -27,7 +29,9 @@ Signatures, the same for every family (``hp``: the family's training settings,
   primary metric, named as the holdout metric it is compared with.
 
 The model module provides ``fine_tune(data, hp, run, model_dir, init_dir, seed) ->
-TrainHistory`` and the MLflow pyfunc class named here. A family of a kind of task that is
+TrainHistory`` and the MLflow pyfunc class named here: the transformer candidate. Every
+retrain also trains the family's other ``candidates`` (classic models, a blend; see
+:class:`Candidate`), and the gate chooses among them. A family of a kind of task that is
 already evaluated (classification, forecasting, ranking) reuses that task's baseline,
 scorer, slicer and plot; adding it is one model module plus one record.
 """
@@ -38,6 +42,35 @@ import importlib
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One kind of model a family trains at every retrain, on the same training split.
+
+    - ``transformer``: the fine-tuned transformer (the family's ``model_module`` and
+      ``pyfunc_class``; ``fit`` and ``pyfunc_class`` stay empty);
+    - ``classic``: ``fit(data, hp, model_dir, seed) -> {param: value}`` trains on
+      ``data.train`` (and ``data.catalog`` / ``data.plan``) and writes ``model_dir`` in safe
+      formats only (JSON, numpy without pickle, safetensors, skops with a fixed list of
+      trusted types); the returned parameters (settings it chose) are logged with the run;
+    - ``blend``: ``fit(data, hp, model_dir, seed, parts) -> {param: value}`` combines the
+      candidates named in ``parts`` (``parts``: name -> their final model folders), its
+      weight chosen on the family's ``validation`` windows, never on the holdout.
+
+    Every candidate's ``pyfunc_class`` (``"module:Class"``) reads ``artifacts["model_dir"]``
+    and answers the family's question in the family's output format, so consumers, the
+    monitor and ``mlflow models serve`` do not know which kind serves."""
+
+    name: str  # unique in the family; the MLflow model's name in the run
+    kind: str  # "transformer", "classic" or "blend"
+    fit: str = ""
+    pyfunc_class: str = ""
+    parts: tuple[str, ...] = ()  # a blend's candidates
+
+
+KINDS = ("transformer", "classic", "blend")
+TRANSFORMER = Candidate("transformer", "transformer")
 
 
 @dataclass(frozen=True)
@@ -72,6 +105,15 @@ class Family:
     # a column of the first feed whose empty rows are not ground truth (reviews waiting for a
     # label): they do not count as new labelled data for retraining
     label_column: str = ""
+    # every model trained at a retrain (see Candidate); the gate chooses among them
+    candidates: tuple[Candidate, ...] = (TRANSFORMER,)
+    # ``validation(data, hp) -> [FamilyData]``: windows carved from ``data.train`` by time (each
+    # window's ``train`` the rows before it, its ``holdout`` the rows to predict); the
+    # transformer never trains on their holdout rows, and blends choose their weight on them
+    validation: str = ""
+    # ``windows(data, hp) -> [FamilyData]``: the holdout as the windows every model is asked
+    # about, each from its own origin (rolling origins); empty: the holdout as one question
+    windows: str = ""
 
     def function(self, field: str) -> Callable[..., Any]:
         """The function named by ``field`` (``build``, ``question``, ``baseline``, ...)."""
@@ -86,9 +128,19 @@ class Family:
     def module(self) -> ModuleType:
         return importlib.import_module(self.model_module)
 
-    def pyfunc(self) -> Any:
-        """A new instance of the family's MLflow pyfunc class."""
-        return getattr(self.module(), self.pyfunc_class)()
+    def pyfunc(self, candidate: str = TRANSFORMER.name) -> Any:
+        """A new instance of a candidate's MLflow pyfunc class (the transformer's by default)."""
+        chosen = self.candidate(candidate)
+        if chosen.kind == "transformer":
+            return getattr(self.module(), self.pyfunc_class)()
+        return self.function_named(chosen.pyfunc_class)()
+
+    def candidate(self, name: str) -> Candidate:
+        for candidate in self.candidates:
+            if candidate.name == name:
+                return candidate
+        raise ValueError(f"{self.name} has no candidate {name!r}; expected one of "
+                         f"{[c.name for c in self.candidates]}")
 
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
@@ -99,7 +151,15 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
         primary_metric="macro_f1",
         build="pipeline.datasets:reviews_dataset",
         question="pipeline.datasets:review_question",
-        baseline="pipeline.evaluation.baselines:tfidf_logistic_regression",
+        baseline="pipeline.evaluation.baselines:majority_class",
+        candidates=(
+            TRANSFORMER,
+            Candidate("tfidf", "classic", fit="pipeline.training.classic.text:fit",
+                      pyfunc_class="pipeline.training.classic.text:TfidfSentimentModel"),
+            Candidate("blend", "blend", fit="pipeline.training.blend:fit_label_blend",
+                      pyfunc_class="pipeline.training.blend:LabelBlend", parts=("transformer", "tfidf")),
+        ),
+        validation="pipeline.datasets:review_validation",
         score="pipeline.evaluation.scoring:classification_score",
         units="pipeline.evaluation.scoring:classification_units",
         slices="pipeline.evaluation.slices:by_class",
@@ -116,7 +176,14 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
         build="pipeline.datasets:sales_dataset",
         question="pipeline.datasets:sales_question",
         baseline="pipeline.evaluation.baselines:seasonal_naive",
-        more_baselines=("pipeline.evaluation.baselines:gradient_boosting",),
+        candidates=(
+            TRANSFORMER,
+            Candidate("gbm", "classic", fit="pipeline.training.classic.forecast:fit",
+                      pyfunc_class="pipeline.training.classic.forecast:GbmForecasterModel"),
+            Candidate("blend", "blend", fit="pipeline.training.blend:fit_forecast_blend",
+                      pyfunc_class="pipeline.training.blend:ForecastBlend", parts=("transformer", "gbm")),
+        ),
+        validation="pipeline.datasets:sales_validation", windows="pipeline.datasets:forecast_windows",
         score="pipeline.evaluation.scoring:forecast_score",
         units="pipeline.evaluation.scoring:forecast_units",
         slices="pipeline.evaluation.slices:by_store",
@@ -134,7 +201,16 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
         build="pipeline.datasets:interactions_dataset",
         question="pipeline.datasets:interaction_question",
         baseline="pipeline.evaluation.baselines:popularity",
-        more_baselines=("pipeline.evaluation.baselines:item_knn", "pipeline.evaluation.baselines:ease"),
+        candidates=(
+            TRANSFORMER,
+            Candidate("ease", "classic", fit="pipeline.training.classic.ranking:fit_ease",
+                      pyfunc_class="pipeline.training.classic.ranking:EaseModel"),
+            Candidate("item_knn", "classic", fit="pipeline.training.classic.ranking:fit_item_knn",
+                      pyfunc_class="pipeline.training.classic.ranking:ItemKnnModel"),
+            Candidate("blend", "blend", fit="pipeline.training.blend:fit_ranking_blend",
+                      pyfunc_class="pipeline.training.blend:RankingBlend", parts=("transformer", "ease")),
+        ),
+        validation="pipeline.datasets:interaction_validation",
         score="pipeline.evaluation.scoring:ranking_score",
         units="pipeline.evaluation.scoring:ranking_units",
         slices="pipeline.evaluation.slices:by_category",

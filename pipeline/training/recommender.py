@@ -25,7 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer, BertModel
 
-from pipeline.datasets import FamilyData
+from pipeline.datasets import FamilyData, interaction_validation
 from pipeline.evaluation.baselines import empty_ranking, popular_items, seen_items
 from pipeline.settings import RecommenderTraining
 from pipeline.training.core import Batch, LoopConfig, RunOptions, TrainHistory, run_training, seed_everything
@@ -238,12 +238,17 @@ def fine_tune(
     init_dir: Path | None,
     seed: int,
 ) -> TrainHistory:
-    """Fine-tune MiniLM as a masked-item model and write everything the pyfunc needs."""
+    """Fine-tune MiniLM as a masked-item model and write everything the pyfunc needs.
+
+    Each training customer's last training interaction that the family's validation window
+    holds out (:func:`pipeline.datasets.interaction_validation`) is not trained on, so blends
+    can choose their weight on it; the items' rows and popularity come from all of train."""
     seed_everything(seed)
     model_dir = Path(model_dir)
     model, skus = _build_model(data, hp, run.device, Path(init_dir) if init_dir else None)
     index = {sku: i + N_SPECIAL for i, sku in enumerate(skus)}
-    histories = _histories(data.train, index)
+    windows = interaction_validation(data, hp)
+    histories = _histories(windows[0].train if windows else data.train, index)
     length = hp.max_seq_length
     log.info(
         "recommender: %d items, %d customers, %d interactions, %d layers",

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.datasets import FamilyData
+from pipeline.datasets import FamilyData, review_validation
 from pipeline.evaluation.metrics import classification_metrics
 from pipeline.settings import SentimentTraining
 from pipeline.training.core import (
@@ -147,15 +147,19 @@ def fine_tune(
 ) -> TrainHistory:
     """Fine-tune the encoder (or ``init_dir``'s model) on labelled reviews; save to ``model_dir``.
 
-    The latest ``hp.validation_fraction`` of the training rows are held out for early
-    stopping (the best epoch's weights are kept)."""
+    The latest ``hp.validation_fraction`` of the training rows (the family's validation
+    window, :func:`pipeline.datasets.review_validation`) are never trained on: blends choose
+    their weight on them, and with more than one epoch they choose the epoch (the best
+    epoch's weights are kept)."""
     from transformers import AutoModel, AutoTokenizer
 
     seed_everything(seed)
     classes = sorted(data.train["label"].astype(str).unique())
     if len(classes) < 2:
         raise ValueError(f"sentiment training needs at least two label values, got {classes}")
-    texts = data.train["text"].astype(str).tolist()
+    windows = review_validation(data, hp)
+    train, val = (windows[0].train, windows[0].holdout) if windows else (data.train, data.train.iloc[:0])
+    texts = train["text"].astype(str).tolist()
     if init_dir is not None:
         if json.loads((init_dir / "config.json").read_text())["classes"] != classes:
             raise ValueError("the warm-start model was trained on other label values")
@@ -175,14 +179,13 @@ def fine_tune(
     model.set_dropout(hp.dropout)
     max_length = hp.max_length or length_from_data(tokenizer, texts)
     index = {c: i for i, c in enumerate(classes)}
-    n_val = int(len(data.train) * hp.validation_fraction) if hp.epochs > 1 else 0
-    train, val = data.train.iloc[: len(data.train) - n_val], data.train.iloc[len(data.train) - n_val:]
 
     def collate(frame: pd.DataFrame) -> list[dict[str, torch.Tensor]]:
         return _bucketed_batches(tokenizer, frame["text"].astype(str).tolist(),
                                  [index[c] for c in frame["label"].astype(str)], max_length, hp.batch_size)
 
-    batches, val_batches = collate(train), collate(val) if n_val else []
+    # one epoch has no epoch to choose: its validation rows are not scored
+    batches, val_batches = collate(train), collate(val) if len(val) and hp.epochs > 1 else []
     val_truth = val["label"].astype(str).tolist()
 
     def epoch_batches(epoch: int) -> list[dict[str, torch.Tensor]]:

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.datasets import FamilyData
-from pipeline.series import SERIES_KEY, clean, forecast_input, holdout_cutoff, infer_period_days
+from pipeline.datasets import FamilyData, calibration_split
+from pipeline.series import SERIES_KEY, clean, forecast_input, infer_period_days
 from pipeline.settings import ForecasterTraining
 from pipeline.training.core import Batch, LoopConfig, RunOptions, TrainHistory, run_training, seed_everything
 from pipeline.training.forecaster.model import MODEL_SUBDIR, cpu_threads, new_model, warm_start
@@ -88,9 +88,9 @@ def fine_tune(
     init_dir: Path | None,
     seed: int,
 ) -> TrainHistory:
-    """Train the global forecaster on ``data.train`` up to its last ``horizon`` periods,
-    calibrate its quantiles on those periods (:mod:`calibration`), and write it to
-    ``model_dir``."""
+    """Train the global forecaster on ``data.train`` up to its calibration windows (the
+    family's validation windows, :func:`pipeline.datasets.sales_validation`), calibrate its
+    quantiles on those windows (:mod:`calibration`), and write it to ``model_dir``."""
     seed_everything(seed)
     started = time.perf_counter()
     history = clean(data.train)
@@ -137,26 +137,6 @@ def fine_tune(
     meta.save(model_dir)
     log.info("forecaster written to %s", model_dir)
     return result
-
-
-# calibration windows of ``horizon`` periods each before the holdout: more than one averages
-# over the shocks that hit every series in the same weeks (chain-wide promotions, holidays).
-# With 2 the p95 was exceeded in 5.4%, 4.1% and 1.8% of the holdout (orange juice with its
-# plan, without it, 9,130 series without it); with 4 in 5.5%, 3.4% and 4.1%.
-CALIBRATION_WINDOWS = 4
-
-
-def calibration_split(history: pd.DataFrame, horizon: int, period: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The rows the model trains on, and the last CALIBRATION_WINDOWS x ``horizon`` periods
-    of the calendar that calibrate it (empty when too few series keep a history before them)."""
-    if history.empty:
-        return history, history
-    cutoff = holdout_cutoff(history["date"], horizon * CALIBRATION_WINDOWS, period)
-    fit, window = history[history["date"] <= cutoff], history[history["date"] > cutoff]
-    if fit.empty or fit[SERIES_KEY].drop_duplicates().shape[0] < 0.5 * history[SERIES_KEY].drop_duplicates().shape[0]:
-        log.warning("too little history before the calibration window: training on all of it, quantiles uncalibrated")
-        return history, history.iloc[:0]
-    return fit, window
 
 
 def calibrate(model: torch.nn.Module, meta: ForecasterMeta, fit: pd.DataFrame, window: pd.DataFrame,
