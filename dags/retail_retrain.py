@@ -12,9 +12,14 @@ settings changed? if not, the family is skipped with the reason, spending no tra
 time) →
 **build_dataset** (time-based train / holdout split from validated data; fails without
 retrying while severe drift on its feeds is not acknowledged) →
-**fine_tune** (logged to MLflow) → **evaluate** (challenger, champion and baseline on the
-same holdout) → **gate** (every failed rule with its reason) → **register** (every
-challenger, tagged with its gate decision, data window and metrics) → **approve** (waits for
+**fine_tune** (every candidate on the same training split: the fine-tuned transformer, the
+family's classic models and their blend, chosen on validation windows carved from the
+training data; each logged as a model of one MLflow run) → **evaluate** (every candidate,
+the champion and the reference baselines on the same holdout; the forecaster's on at least
+three rolling origins) → **gate** (chooses the best candidate that passes every rule; a
+candidate carrying a transformer must beat the best classic model by
+`min_lift_over_baseline`; thin evidence keeps the champion) → **register** (the chosen
+candidate, tagged with its kind, gate decision, data window and metrics) → **approve** (waits for
 a person in `gate.approval: manual` mode) → **promote** (moves the `champion` alias only
 when the gate passed, the approval is there and no other promotion moved the champion
 since evaluation; skipped otherwise). A promotion updates the family's champion Asset,
@@ -79,23 +84,25 @@ def build_dataset(family: str, day: str, ready: str) -> str:
 
 
 @task(queue=settings.gpu_queue, pool=settings.gpu_pool, executor_config=gpu_executor_config(settings),
-      doc_md="Fine-tune the model on the GPU queue and pool (CPU when there is no GPU); "
-             "checkpoints as it goes, and a retry resumes from the last one. Returns the MLflow run id.")
+      doc_md="Train every candidate: fine-tune the transformer on the GPU queue and pool (CPU when there is "
+             "no GPU; checkpoints as it goes, and a retry resumes from the last one), then the classic models "
+             "and the blend. Returns the MLflow run id.")
 def fine_tune(family: str, dataset_uri: str, day: str) -> str:
     return steps.fine_tune(family, dataset_uri, day)
 
 
-@task(doc_md="Score challenger, champion and baseline on the holdout.")
+@task(doc_md="Score every candidate, the champion and the reference baselines on the same holdout.")
 def evaluate(family: str, dataset_uri: str, mlflow_run_id: str) -> str:
     return steps.evaluate(family, dataset_uri, mlflow_run_id)
 
 
-@task(doc_md="Apply the gate rules; log the decision and every reason.")
+@task(doc_md="Choose the best candidate that passes every rule; log the decision, the table of every "
+             "candidate and every reason.")
 def gate(family: str, mlflow_run_id: str) -> dict:
     return steps.gate(family, mlflow_run_id)
 
 
-@task(doc_md="Register the challenger with its gate decision.")
+@task(doc_md="Register the chosen candidate with its kind and gate decision.")
 def register(family: str, mlflow_run_id: str, decision: dict) -> str:
     return steps.register(family, mlflow_run_id, decision)
 

@@ -1,8 +1,10 @@
 """The MLflow model registry: register every challenger, promote, roll back, approve.
 
-- Every challenger is registered and tagged with its gate decision, reasons, data window
-  and metrics. Only a version whose gate passed becomes ``champion`` (unless a person
-  forces it with a reason); the former champion gets the ``previous`` alias.
+- Every retrain registers one version: the candidate the gate chose (or, when none passed,
+  the best one, as failed), tagged with its kind (``model_kind``: transformer, classic or
+  blend), gate decision, reasons, data window and metrics. Only a version whose gate
+  passed becomes ``champion`` (unless a person forces it with a reason); the former
+  champion gets the ``previous`` alias.
 - Promotions are serialised by a lock in the lake and checked against the champion the
   version was evaluated against: when another promotion moved the alias in between, the
   version is refused (it was never compared with the new champion).
@@ -60,6 +62,13 @@ def _alias(name: str, alias: str) -> str | None:
 def champion_version(settings: Settings, family: str) -> str | None:
     """The version behind the ``champion`` alias, or None before the first promotion."""
     return _alias(settings.model_name(family), CHAMPION)
+
+
+def version_kind(settings: Settings, family: str, version: str) -> str:
+    """The kind of model a registered version is: transformer, classic or blend (a version
+    registered before candidates existed is a transformer)."""
+    tags = _client().get_model_version(settings.model_name(family), version).tags
+    return tags.get("model_kind", "transformer")
 
 
 # ------------------------------------------------------------------ history and lock
@@ -127,13 +136,17 @@ def register(settings: Settings, family: str, run_id: str, decision: dict) -> st
         "evaluated_against": run.data.tags.get("champion_version_at_evaluation", "none"),
         "metrics": json.dumps(metrics)[:5000],
     }
+    candidate = decision.get("candidate") or "transformer"
+    tags.update({"candidate": candidate, "model_kind": decision.get("kind") or "transformer"})
     registered = _client().search_model_versions(f"name = '{name}' and tags.run_id = '{run_id}'")
     if registered:
         version = str(min(int(mv.version) for mv in registered))
         log.info("%s version %s was already registered for run %s", name, version, run_id)
         return version
-    version = str(mlflow.register_model(run.data.tags["model_uri"], name, tags={"family": family, **tags}).version)
-    log.info("registered %s version %s (gate %s)", name, version, "passed" if decision["passed"] else "failed")
+    model_uri = run.data.tags.get(f"candidate.{candidate}.model_uri") or run.data.tags["model_uri"]
+    version = str(mlflow.register_model(model_uri, name, tags={"family": family, **tags}).version)
+    log.info("registered %s version %s: candidate %s (%s), gate %s", name, version, candidate, tags["model_kind"],
+             "passed" if decision["passed"] else "failed")
     return version
 
 

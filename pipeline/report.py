@@ -28,6 +28,7 @@ def model_rows(settings: Settings) -> list[dict]:
             rows.append({
                 "family": family, "model": name, "version": int(mv.version),
                 "aliases": ",".join(mv.aliases) or "-", "gate": "passed" if mv.tags.get("gate_passed") == "true" else "failed",
+                "kind": mv.tags.get("model_kind", "transformer"), "candidate": mv.tags.get("candidate", "transformer"),
                 "metric": metric, "challenger": metrics.get(f"challenger_{metric}"),
                 "baseline": metrics.get(f"baseline_{metric}"), "champion_before": metrics.get(f"champion_{metric}"),
                 "reasons": mv.tags.get("gate_reasons", ""),
@@ -95,6 +96,7 @@ def champion_status(settings: Settings, day: date) -> list[dict]:
     condition with its figure (what would fire next)."""
     from pipeline.monitoring.monitor import latest_live
     from pipeline.monitoring.retrain import decide, retrain_facts
+    from pipeline.registry import version_kind
 
     configure_mlflow(settings)
     lake = lake_from_settings(settings)
@@ -106,6 +108,7 @@ def champion_status(settings: Settings, day: date) -> list[dict]:
         probation = live.get("probation") or {}
         rows.append({
             "family": family, "champion": facts.champion, "metric": facts.metric,
+            "kind": version_kind(settings, family, facts.champion) if facts.champion else None,
             "at_promotion": facts.promoted_value, "live": facts.live_value, "live_samples": facts.live_samples,
             "live_day": facts.live_day, "latest_version": facts.latest_version, "trained_until": facts.trained_until,
             "age_days": (day - facts.trained_until).days if facts.trained_until else None,
@@ -124,7 +127,7 @@ def render_champion_status(rows: list[dict], day: date) -> str:
         else:
             live = (f"{fmt_metric(r['live'])} on {r['live_samples']:,} samples (to {r['live_day']})"
                     if r["live"] is not None else "no ground truth yet")
-            lines.append(f"  {r['family']}: v{r['champion']}  {r['metric']} at promotion {fmt_metric(r['at_promotion'])}, "
+            lines.append(f"  {r['family']}: v{r['champion']} ({r['kind']})  {r['metric']} at promotion {fmt_metric(r['at_promotion'])}, "
                          f"live {live}; probation: {r['probation']}")
         if r["trained_until"]:
             lines.append(f"    latest training v{r['latest_version']} on data up to {r['trained_until']} "
@@ -135,10 +138,11 @@ def render_champion_status(rows: list[dict], day: date) -> str:
 
 
 def render_summary(settings: Settings, day: date) -> str:
-    lines = ["Registered models (primary holdout metric: challenger vs baseline):"]
+    lines = ["Registered models (the candidate each retrain chose, its kind, and its primary holdout metric "
+             "against the best reference baseline):"]
     for r in model_rows(settings):
         lines.append(
-            f"  {r['model']} v{r['version']} [{r['aliases']}] gate {r['gate']}: {r['metric']} "
+            f"  {r['model']} v{r['version']} [{r['aliases']}] {r['candidate']} ({r['kind']}) gate {r['gate']}: {r['metric']} "
             f"{fmt_metric(r['challenger'])} vs baseline {fmt_metric(r['baseline'])} (champion before: {fmt_metric(r['champion_before'])})"
             + (f" reasons: {r['reasons']}" if r["gate"] == "failed" else "")
         )

@@ -50,7 +50,8 @@ class SentimentTraining(BaseModel):
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     holdout_fraction: float = 0.2
-    # with more than one epoch: the latest share of the training rows (by time) judges early stopping
+    # the latest share of the training rows (by time), never trained on: it chooses the blend's
+    # weight and, with more than one epoch, judges early stopping
     validation_fraction: float = 0.1
     early_stopping_patience: int = 1
     # augmentation: share of ordinary tokens hidden from attention in each epoch (0: off)
@@ -65,7 +66,10 @@ class SentimentTraining(BaseModel):
 class ForecasterTraining(BaseModel):
     """Time-series transformer over all store x sku series, price and promo as covariates."""
 
-    horizon: int = 4  # periods forecast and held out
+    horizon: int = 4  # periods forecast at once
+    # the holdout is this many windows of ``horizon`` periods, each asked from its own origin
+    # (rolling origins): a decision rests on every series' last evaluation_windows x horizon periods
+    evaluation_windows: int = 3
     context_length: int = 12
     max_series: int = 0  # 0: all series
     epochs: int = 10
@@ -131,32 +135,43 @@ class GateSettings(BaseModel):
     """Gate rules as data; metric names are those written by the evaluation step (each
     family's primary metric is in its record, :mod:`pipeline.families`).
 
-    ``minimums``/``maximums`` apply to the challenger; a name ending in ``*`` applies to
-    every metric with that prefix (``recall_*``: the recall of each class).
-
-    What binds in normal operation is relative: ``min_lift_over_baseline`` (the challenger
-    must beat the best baseline by that share of the baseline's primary metric) and the
-    paired bootstrap against the champion. The absolute floors are sanity limits that hold
-    even when every baseline is broken too (a sentiment model that predicts one class has a
-    macro-F1 of at most 0.5 with two classes; a forecast with WAPE above 0.9 or half its
-    volume of bias is not a plan). docs/lifecycle.md gives the reasoning for each default."""
+    The gate chooses among a retrain's candidates (the transformer, the classic models, the
+    blend): the best one that passes every rule serves. ``minimums``/``maximums`` are sanity
+    floors for every candidate; a name ending in ``*`` applies to every metric with that
+    prefix (``recall_*``: the recall of each class). What binds in normal operation is
+    relative: strictly better than the best reference baseline (majority class, seasonal
+    naive, popularity), ``min_lift_over_baseline`` over the best classic model for a candidate
+    that carries a transformer, and the paired bootstrap against the champion. Each floor
+    holds for a sane model on short and long, weekly and daily histories: docs/lifecycle.md
+    gives the reasoning for each default."""
 
     minimums: dict[str, dict[str, float]] = {
-        "sentiment": {"accuracy": 0.70, "macro_f1": 0.60, "recall_*": 0.30},
+        # every class is predicted at least sometimes (a collapsed class has recall 0)
+        "sentiment": {"recall_*": 0.10},
         "forecaster": {},
-        "recommender": {"hr_at_10": 0.02, "ndcg_at_10": 0.01, "coverage_at_10": 0.01},
+        "recommender": {},
     }
     maximums: dict[str, dict[str, float]] = {
         "sentiment": {},
-        "forecaster": {"wape": 0.9, "mase": 1.5, "abs_bias": 0.5},
+        # 1.0 is what forecasting zero scores: a forecast worse than that is no forecast, on
+        # intermittent daily demand too (MASE and bias are not floors: MASE's in-sample naive
+        # scale is unstable on histories of about one season, and the median of intermittent
+        # demand is legitimately far below its mean)
+        "forecaster": {"wape": 1.0},
         "recommender": {},
     }
-    # the challenger's primary metric must be better than the best baseline's by at least this
-    # share of it (in the metric's direction: 0.02 on macro-F1 0.76 asks for 0.775; on WAPE 0.46
-    # for at most 0.455): a fine-tuned transformer costs more to train, serve and watch than
-    # TF-IDF, gradient boosting or popularity, and a gain inside a holdout's noise is not worth it.
-    # The recommender's baselines are weak (popularity) so its bar is higher.
+    # a candidate that carries a transformer (the transformer, the blend) must beat the best
+    # classic model (TF-IDF, gradient boosting, EASE / item-kNN) by at least this share of its
+    # primary metric to be chosen over it: it costs more to train, serve and watch, and a gain
+    # inside a holdout's noise is not worth that. (0.02 on macro-F1 0.80 asks for 0.816; on
+    # WAPE 0.30 for at most 0.297.) The classic model serves otherwise. The recommender's
+    # transformer costs most against EASE (a closed form fitted in seconds), so its bar is highest.
     min_lift_over_baseline: dict[str, float] = {"sentiment": 0.02, "forecaster": 0.01, "recommender": 0.10}
+    # with a champion, a holdout of fewer independent units than this decides nothing ("thin
+    # evidence"): the champion stays. Units are the bootstrap's: reviews, series (each scored on
+    # evaluation_windows x horizon periods), customers. Without a champion the best candidate
+    # is still chosen, and the report says the evidence is thin.
+    min_evidence_units: dict[str, int] = {"sentiment": 200, "forecaster": 10, "recommender": 200}
     # forecasts whose service-level quantile is the plan: the holdout share of periods with demand
     # above it must lie within this distance of 1 - service level (a plan that promises 5% of
     # stock-outs and delivers 13% is refused, and so is one that overstocks to deliver 1%)
@@ -254,10 +269,10 @@ class RetrainSettings(BaseModel):
 
 class MonitorSettings(BaseModel):
     """Live performance of the champions (the ``retail_monitor`` DAG) and the probation of a
-    new champion. The forecaster is scored on realised sales against the forecasts the
-    inventory plan issued; sentiment on reviews whose label arrived after they were scored;
-    the recommender on each customer's next day of interactions against the list served to
-    them before it."""
+    new champion, each scored on the holdout's units (:mod:`pipeline.monitoring.live`): the
+    forecaster on realised sales against the forecasts the inventory plan issued, at every
+    lead; sentiment on reviews whose label arrived after they were scored; the recommender
+    on each customer's next single item against the list served to them before it."""
 
     window_days: int = 28  # live metrics over the ground truth of the last this many days
     # after a promotion, the previous champion is scored in shadow for this many days; when the

@@ -97,7 +97,7 @@ def code_version() -> str:
 
 
 # packages whose upgrade changes what the same code and data train
-TRAINING_PACKAGES = ("torch", "transformers", "tokenizers", "scikit-learn", "numpy", "pandas")
+TRAINING_PACKAGES = ("torch", "transformers", "tokenizers", "scikit-learn", "numpy", "pandas", "scipy", "skops")
 
 
 def _pipeline_imports(module: str) -> set[str]:
@@ -135,8 +135,8 @@ def _source(module: str) -> Path | None:
 
 
 def training_code_digest(family: str) -> str:
-    """A digest of the code that trains ``family``: the source of its model and dataset
-    modules and of every ``pipeline`` module they import, transitively, plus the versions of
+    """A digest of the code that trains ``family``: the source of its model, candidate and
+    dataset modules and of every ``pipeline`` module they import, transitively, plus the versions of
     the packages that train it. Settings are left out (their values have their own digest,
     :meth:`Settings.training_digest`), and so is everything that only evaluates, serves or
     schedules. A change of any of these retrains the family over unchanged data."""
@@ -146,7 +146,9 @@ def training_code_digest(family: str) -> str:
     from pipeline.families import get_family
 
     record = get_family(family)
-    todo = [record.model_module, record.build.partition(":")[0]]
+    # the transformer, every other candidate and the splits they are trained and validated on
+    named = (record.build, record.validation, *(f for c in record.candidates for f in (c.fit, c.pyfunc_class)))
+    todo = [record.model_module, *dict.fromkeys(name.partition(":")[0] for name in named if name)]
     seen: set[str] = set()
     while todo:
         module = todo.pop()

@@ -44,15 +44,17 @@ def write_output(lake: Lake, consumer: str, day: date, name: str, frame: pd.Data
 
 
 def champion_columns(settings: Settings, lake: Lake, family: str, version: str, day: date) -> dict[str, Any]:
-    """The columns every output row carries: the model, its version, and the version's live
-    primary metric from the latest monitor run up to ``day`` (NaN and 0 samples before any)."""
+    """The columns every output row carries: the model, its version and kind (transformer,
+    classic or blend), and the version's live primary metric from the latest monitor run up
+    to ``day`` (NaN and 0 samples before any)."""
     from pipeline.monitoring.monitor import latest_live
+    from pipeline.registry import version_kind
 
     metric = get_family(family).live_metric
     live = latest_live(lake, family, day)
     value = live["live"].get(metric) if live and live["champion"] == version else None
     return {"model_name": settings.model_name(family), "model_version": version,
-            f"live_{metric}": float("nan") if value is None else value,
+            "model_kind": version_kind(settings, family, version), f"live_{metric}": float("nan") if value is None else value,
             "live_samples": 0 if value is None else int(live["live"]["samples"])}
 
 

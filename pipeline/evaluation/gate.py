@@ -31,6 +31,12 @@ class GateDecision:
     failures: list[Failure] = field(default_factory=list)
     first_model: bool = False
     notes: list[str] = field(default_factory=list)  # what was checked, or left out, and why
+    # the candidate to register (the chosen one; when none passed, the best on the primary
+    # metric, registered as failed), its kind, every candidate's verdict, and the evidence
+    candidate: str | None = None
+    kind: str = ""
+    candidates: dict[str, dict] = field(default_factory=dict)
+    evidence: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "failures": [asdict(f) for f in self.failures]}
@@ -38,6 +44,7 @@ class GateDecision:
     def summary(self) -> str:
         verdict = "PASSED" if self.passed else "FAILED"
         lines = [f"gate {verdict} for {self.family} on {self.primary_metric}"
+                 + (f": {self.candidate} ({self.kind})" if self.candidate else "")
                  + (" (first model: no champion yet)" if self.first_model else "")]
         lines += [f"  - {f.rule}: {f.reason}" for f in self.failures]
         lines += [f"  note: {n}" for n in self.notes]
@@ -186,3 +193,115 @@ def evaluate_gate(
         for rule in rules.slices.get(family, []):
             _slice_rule(rule, (slices or {}).get("challenger", {}), (slices or {}).get("champion", {}), failures, notes)
     return GateDecision(family, not failures, primary, failures, first_model=champion is None, notes=notes)
+
+
+# ------------------------------------------------------------------ choosing among candidates
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What a decision rests on: the holdout's independent units (reviews, series or
+    customers: the bootstrap's), its rows and the forecast origins it was asked from."""
+
+    unit: str
+    units: int
+    rows: int
+    windows: int = 1
+
+    def describe(self) -> str:
+        origins = f" asked from {self.windows} origins" if self.windows > 1 else ""
+        return f"{self.units:,} {self.unit}s ({self.rows:,} holdout rows{origins})"
+
+
+@dataclass(frozen=True)
+class CandidateResult:
+    """One candidate's holdout figures: its kind, metrics, slices (dimension -> value ->
+    {"metric", "n"}), its paired bootstrap against the champion (if there is one) and
+    against the best other candidate (if there is another)."""
+
+    kind: str
+    metrics: dict[str, float]
+    slices: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    comparison: Comparison | None = None
+    vs_runner_up: Comparison | None = None
+
+
+def rank_by(primary: str, metrics: dict[str, dict[str, float]]) -> list[str]:
+    """Names best first on ``primary`` (a model without the metric last; ties by name)."""
+    def key(name: str) -> tuple[float, str]:
+        value = metrics[name].get(primary)
+        if value is None or math.isnan(value):
+            return float("inf"), name
+        return (value if primary in LOWER_IS_BETTER else -value), name
+    return sorted(metrics, key=key)
+
+
+def choose_candidate(
+    family: str,
+    primary: str,
+    candidates: dict[str, CandidateResult],
+    baseline: dict[str, float],
+    champion: dict[str, float] | None,
+    rules: GateSettings,
+    evidence: Evidence,
+    champion_slices: dict | None = None,
+) -> GateDecision:
+    """The best candidate that passes every rule of :func:`evaluate_gate` (floors, the service
+    level, strictly better than the best reference baseline, not worse than the champion,
+    slices), or none; the decision names it (``chosen``) and its ``kind``.
+
+    A candidate that carries a transformer (``transformer`` or ``blend``) is chosen over the
+    best passing classic model only when it beats it by ``min_lift_over_baseline``: what it
+    costs to train and serve. With a champion, a holdout of fewer than
+    ``min_evidence_units`` units decides nothing ("thin evidence"): the champion stays. The
+    winner's paired bootstrap against the best other candidate is reported in the notes."""
+    floors = rules.model_copy(update={"min_lift_over_baseline": {**rules.min_lift_over_baseline, family: 0.0}})
+    per_candidate = {
+        name: evaluate_gate(family, primary, c.metrics, baseline, champion, floors,
+                            {"challenger": c.slices, "champion": champion_slices or {}}, c.comparison)
+        for name, c in candidates.items()}
+    ranked = rank_by(primary, {name: c.metrics for name, c in candidates.items()})
+    passing = [name for name in ranked if per_candidate[name].passed]
+    notes = [f"evidence: {evidence.describe()}"]
+    lift = rules.min_lift_over_baseline.get(family, 0.0)
+    classic = next((name for name in passing if candidates[name].kind == "classic"), None)
+    chosen = None
+    for name in passing:
+        if candidates[name].kind != "classic" and classic is not None:
+            mine, theirs = candidates[name].metrics[primary], candidates[classic].metrics[primary]
+            gain = -worse_by(primary, mine, theirs) / abs(theirs) if theirs else float("inf")
+            if gain < lift:
+                notes.append(f"{name} ({candidates[name].kind}) {primary} {mine:.4f} beats the classic {classic}'s "
+                             f"{theirs:.4f} by {gain:+.1%}, less than the {lift:.0%} a transformer must earn: "
+                             f"the classic model serves")
+                continue
+            notes.append(f"{name} ({candidates[name].kind}) beats the classic {classic} by {gain:+.1%} "
+                         f"(at least {lift:.0%} asked)")
+        chosen = name
+        break
+    failures: list[Failure] = []
+    minimum = rules.min_evidence_units.get(family, 0)
+    if champion is not None and evidence.units < minimum:
+        failures.append(Failure("thin_evidence", primary, float(evidence.units), float(minimum),
+                                f"thin evidence: the holdout has {evidence.describe()}, fewer than the "
+                                f"{minimum} {evidence.unit}s a decision needs; the champion stays"))
+        chosen = None
+    elif evidence.units < minimum:
+        notes.append(f"thin evidence: {evidence.describe()}, fewer than {minimum}; chosen anyway, as there is "
+                     "no champion to keep")
+    if chosen is None and not failures:
+        failures = [Failure(f.rule, f.metric, f.value, f.threshold, f"{name}: {f.reason}")
+                    for name in ranked for f in per_candidate[name].failures]
+        if not candidates:
+            failures.append(Failure("no_candidate", primary, None, None, "no candidate was evaluated"))
+    if chosen is not None and candidates[chosen].vs_runner_up is not None:
+        notes.append(f"{chosen} against the best other candidate: {candidates[chosen].vs_runner_up.describe()}")
+    registered = chosen or (ranked[0] if ranked else None)
+    if registered is not None:
+        notes += [f"{registered}: {n}" for n in per_candidate[registered].notes]
+    return GateDecision(
+        family, chosen is not None, primary, failures, first_model=champion is None, notes=notes,
+        candidate=registered, kind=candidates[registered].kind if registered else "",
+        candidates={name: {"kind": candidates[name].kind, "passed": per_candidate[name].passed,
+                           "failures": [f.reason for f in per_candidate[name].failures]} for name in ranked},
+        evidence=asdict(evidence))

@@ -1,11 +1,12 @@
-"""The gate report a person reads before approving: Markdown with the rules, the three
-sets of numbers, the slices and every reason, plus a bar chart of the gated metrics."""
+"""The gate report a person reads before approving: Markdown with one table of every
+candidate, the champion and the reference baselines, the choice and every reason, the
+slices, plus a bar chart of the gated metrics."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pipeline.evaluation.gate import ROLES, GateDecision, Slices, worse_by
+from pipeline.evaluation.gate import ROLES, Evidence, GateDecision, Slices, worse_by
 from pipeline.settings import GateSettings
 
 MAX_SLICE_ROWS = 30
@@ -28,31 +29,44 @@ def gated_metrics(decision: GateDecision, rules: GateSettings, challenger: dict[
 
 
 def gate_report(decision: GateDecision, by_role: dict[str, dict[str, float]], slices: Slices,
-                rules: GateSettings, baselines: dict[str, dict[str, float]] | None = None) -> str:
-    """``baselines``: every baseline's metrics by name, when the family has more than one
-    (``by_role["baseline"]`` is the best of them)."""
+                rules: GateSettings, baselines: dict[str, dict[str, float]] | None = None,
+                candidates: dict[str, dict[str, float]] | None = None) -> str:
+    """One table of every candidate, the champion and every reference baseline on every
+    metric, which candidate was chosen and why, then the rules, slices and notes.
+    ``by_role``: the chosen (or registered) candidate as ``challenger``, the champion and the
+    best reference baseline; ``candidates``: every candidate's metrics by name."""
     verdict = "PASSED" if decision.passed else "FAILED"
+    chosen = decision.candidate if decision.passed else None
     lines = [f"# Gate {verdict}: {decision.family}", ""]
+    if chosen:
+        lines += [f"Chosen: **{chosen}** ({decision.kind}), on {decision.primary_metric}.", ""]
+    elif decision.candidate:
+        lines += [f"No candidate chosen; {decision.candidate} ({decision.kind}) is registered as failed.", ""]
+    if decision.evidence:
+        lines += [f"Evidence: {Evidence(**decision.evidence).describe()}.", ""]
     if decision.first_model:
-        lines += ["First model of this family: there is no champion, so only the thresholds and the "
-                  "baseline apply.", ""]
-    lines += ["| metric | challenger | champion | baseline | minimum | maximum |", "|---|---:|---:|---:|---:|---:|"]
+        lines += ["First model of this family: there is no champion, so the champion and slice rules do not "
+                  "apply.", ""]
+    candidates = candidates or {"challenger": by_role["challenger"]}
+    columns = {**{f"{n}{' (chosen)' if n == chosen else ''}": m for n, m in candidates.items()},
+               "champion": by_role.get("champion", {}),
+               **{f"baseline {n}".strip(): m for n, m in sorted((baselines or {"": by_role.get("baseline", {})}).items())}}
+    lines += [f"| metric | {' | '.join(columns)} | minimum | maximum |",
+              "|---|" + "---:|" * (len(columns) + 2)]
     mins, maxs = rules.minimums.get(decision.family, {}), rules.maximums.get(decision.family, {})
-    for name in gated_metrics(decision, rules, by_role["challenger"]):
+    every = sorted({m for metrics in candidates.values() for m in metrics})
+    gated = gated_metrics(decision, rules, by_role["challenger"])
+    for name in [m for m in gated if m in every] + [m for m in every if m not in gated]:
         low = mins.get(name, next((v for k, v in mins.items() if k.endswith("*") and name.startswith(k[:-1])), None))
         high = maxs.get(name, next((v for k, v in maxs.items() if k.endswith("*") and name.startswith(k[:-1])), None))
-        row = [fmt_metric(by_role.get(role, {}).get(name)) for role in ROLES]
+        row = [fmt_metric(metrics.get(name)) for metrics in columns.values()]
         marker = " (primary)" if name == decision.primary_metric else ""
         lines.append(f"| {name}{marker} | {' | '.join(row)} | {fmt_metric(low)} | {fmt_metric(high)} |")
-    if baselines and len(baselines) > 1:
-        names = sorted(baselines)
-        lines += ["", f"## Every baseline (the gate compares with the best on {decision.primary_metric})", "",
-                  f"| metric | challenger | champion | {' | '.join(names)} |",
-                  "|---|---:|---:|" + "---:|" * len(names)]
-        for metric in sorted(by_role["challenger"]):
-            row = [fmt_metric(by_role.get(role, {}).get(metric)) for role in ("challenger", "champion")]
-            row += [fmt_metric(baselines[n].get(metric)) for n in names]
-            lines.append(f"| {metric} | {' | '.join(row)} |")
+    if decision.candidates:
+        lines += ["", "## Candidates", ""]
+        for name, verdict_of in decision.candidates.items():
+            reasons = "; ".join(verdict_of["failures"]) or "every rule passed"
+            lines.append(f"- **{name}** ({verdict_of['kind']}): {reasons}")
     lines += ["", "## Failed rules", ""]
     lines += [f"- **{f.rule}** ({f.metric}): {f.reason}" for f in decision.failures] or ["- none"]
     for rule in rules.slices.get(decision.family, []):

@@ -152,7 +152,7 @@ def test_a_champion_worse_than_the_one_it_replaced_is_rolled_back_with_the_evide
     assert main(["models", "status", "--date", DAY3.isoformat()]) == 0
     out = capsys.readouterr().out
     live_f1 = again["live"]["macro_f1"]
-    assert f"sentiment: v{v1}  macro_f1 at promotion 0.8" in out
+    assert f"sentiment: v{v1} (transformer)  macro_f1 at promotion 0.8" in out
     assert f"live {live_f1:.4f} on 80 samples (to {DAY3})" in out, out
     assert f"latest training v{v2} on data up to 2026-09-30 (3 days ago)" in out, out
     assert "forecaster: no champion" in out and "- no trained version yet" in out

@@ -141,10 +141,10 @@ def test_gate_report_shows_numbers_reasons_and_slices():
     d = gate("forecaster", metrics["challenger"], metrics["baseline"], metrics["champion"], SLICED, slices)
     report = gate_report(d, metrics, slices, SLICED, {"seasonal_naive": {"wape": 0.7}, "gbm": {"wape": 0.6}})
     assert report.startswith("# Gate FAILED: forecaster")
-    assert "| metric | challenger | champion | gbm | seasonal_naive |" in report
-    assert "| wape | 0.4000 | 0.3500 | 0.6000 | 0.7000 |" in report
-    assert "| wape (primary) | 0.4000 | 0.3500 | 0.6000 | - | - |" in report
-    assert "| abs_bias | 0.3000 | - | - | - | 0.2000 |" in report
+    # one table: the candidates, the champion, every reference baseline, the floors
+    assert "| metric | challenger | champion | baseline gbm | baseline seasonal_naive | minimum | maximum |" in report
+    assert "| wape (primary) | 0.4000 | 0.3500 | 0.6000 | 0.7000 | - | - |" in report
+    assert "| abs_bias | 0.3000 | - | - | - | - | 0.2000 |" in report
     assert "**not_worse_than_champion**" in report and "**slice_regression**" in report
     assert "| b | 40 | 0.5000 | 0.3500 | 0.6000 | yes |" in report
 
