@@ -9,6 +9,9 @@ landing folder and imported with :func:`pipeline.ingest.history.import_history`:
 - reviews: 40 Amazon fine-food reviews sent without their label on D0+1, 30 of them sent
   again with it on D0+3;
 - interactions: real MovieLens customers and items on D0+1, D0+2 and D0+3.
+
+Each is scored on the holdout's unit (:mod:`pipeline.monitoring.live`): a forecast per
+period and lead, a review's label, a customer's next single item after a list.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -27,8 +31,8 @@ from pipeline.evaluation.metrics import classification_metrics
 from pipeline.ingest.history import import_history
 from pipeline.lake import Lake
 from pipeline.monitoring.issued import keep_issued
-from pipeline.monitoring.live import (forecast_metrics_live, forecast_units, recommendation_metrics,
-                                      recommendation_units, review_metrics, review_units)
+from pipeline.monitoring.live import (forecast_metrics_by_lead, forecast_metrics_live, forecast_units,
+                                      recommendation_metrics, recommendation_units, review_metrics, review_units)
 from pipeline.settings import load_settings
 
 D0 = date(2026, 10, 1)  # the history load
@@ -98,10 +102,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
         # interactions: real customers rating real items they rated in MovieLens
         interactions, _ = load_movielens()
         rated = interactions.groupby("customer_id")["sku"].apply(list)
-        a, b, c, d = rated.index[:4]
-        customers = {"A": a, "B": b, "C": c, "D": d}
+        a, b, c, d, e = rated.index[:5]
+        customers = {"A": a, "B": b, "C": c, "D": d, "E": e}
         items = {"A1": rated[a][0], "A2": rated[a][1], "A3": rated[a][2], "B0": rated[b][0], "B1": rated[b][1],
-                 "B2": rated[b][2], "C1": rated[c][0], "D1": rated[d][0]}
+                 "B2": rated[b][2], "C1": rated[c][0], "D1": rated[d][0], "E1": rated[e][0]}
         real = interactions.set_index(["customer_id", "sku"])["value"]
 
         def events(when: date, pairs: list[tuple[str, str]]) -> pd.DataFrame:
@@ -114,7 +118,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
         _drop(landing, "interactions", day(1), events(day(1), [("B", "B0")]), "parquet")
         _drop(landing, "interactions", day(2),
               events(day(2), [("A", "A1"), ("A", "A3"), ("B", "B1"), ("C", "C1"), ("D", "D1")]), "parquet")
-        _drop(landing, "interactions", day(3), events(day(3), [("A", "A2"), ("B", "B2")]), "parquet")
+        _drop(landing, "interactions", day(3), events(day(3), [("A", "A2"), ("B", "B2"), ("E", "E1")]), "parquet")
 
         result = import_history(landing, lake, load_settings().ingest)
         assert not result.rejected and result.rows_quarantined == 0, result.summary()
@@ -137,79 +141,101 @@ def _forecasts(sales: pd.DataFrame, weeks: list[pd.Timestamp], history_weeks: in
     return pd.DataFrame(rows)
 
 
+W4 = pd.Timestamp(D0 + timedelta(weeks=4))
+
+
 @pytest.fixture(scope="module")
 def forecasts(world: World) -> dict[tuple[str, date], pd.DataFrame]:
-    """What each version kept, by (version, day issued)."""
+    """What each version kept, by (version, day issued): each issue is the next three weeks
+    of every series, so a week's lead is its position in the issue."""
     kept = {
         ("1", day(1)): _forecasts(world.sales, [W1, W2, W3], 4, D0),
-        ("1", day(3)): _forecasts(world.sales, [W1, W2, W3], 8, D0),   # re-issued: replaces day 1's
+        ("1", day(3)): _forecasts(world.sales, [W1, W2, W3], 8, D0),   # re-issued: replaces day 1's at each lead
+        ("1", day(8)): _forecasts(world.sales, [W2, W3, W4], 3, W1.date()),  # after week 1 arrived: W2 one ahead
         ("2", day(3)): _forecasts(world.sales, [W1, W2, W3], 2, D0),
     }
-    # on the day week 1's sales arrived and after: a forecast for week 1 equal to its sales
-    # (it would look perfect) must not be scored; v1's week-2 forecast of D0+8 is its latest
+    # after week 1's sales arrived: a forecast for week 1 equal to its sales (it would look
+    # perfect) must not be scored
     actual_w1 = world.sales[world.sales["date"] == W1]
-    perfect = actual_w1.assign(forecast=actual_w1["units"], p10=actual_w1["units"], p90=actual_w1["units"],
-                               p_service=actual_w1["units"])[["store_id", "sku", "date", "forecast", "p10", "p90",
-                                                              "p_service"]]
-    kept[("1", day(8))] = pd.concat([perfect, _forecasts(world.sales, [W2, W3], 3, W1.date())], ignore_index=True)
-    kept[("2", day(10))] = perfect
+    kept[("2", day(10))] = actual_w1.assign(forecast=actual_w1["units"], p10=actual_w1["units"],
+                                            p90=actual_w1["units"], p_service=actual_w1["units"])[
+        ["store_id", "sku", "date", "forecast", "p10", "p90", "p_service"]]
     for (version, issued), frame in kept.items():
         keep_issued(world.lake, "forecaster", issued, version, frame)
     return kept
 
 
-def _expected(world: World, forecast: pd.DataFrame, week: pd.Timestamp) -> pd.DataFrame:
-    """The forecast rows for ``week`` with the real sales of that week."""
-    mine = forecast[forecast["date"] == week]
-    return mine.merge(world.sales[["store_id", "sku", "date", "units"]], on=["store_id", "sku", "date"])
+# per version, (week, lead) -> the day of the forecast scored: the one issued last before the
+# week's sales arrived among those made that many weeks ahead
+SCORED = {"1": {(W1, 1): day(3),    # not day 1's (older); W1 arrived on day 8
+                (W2, 2): day(3),    # W2 two weeks ahead: day 1's and day 3's issues, day 3's the later
+                (W2, 1): day(8)},   # W2 one week ahead: day 8's issue, before W2 arrived (day 15)
+          "2": {(W1, 1): day(3),    # not day 10's (after W1 arrived)
+                (W2, 2): day(3)}}
 
 
-def test_forecasts_are_scored_on_store_sku_and_date_when_their_sales_arrive(world: World, forecasts):  # noqa: ANN001
+def _unit(store: str, sku: str, week: pd.Timestamp, lead: int) -> str:
+    return f"{store}|{sku}|{week:%Y-%m-%d}|{lead}"
+
+
+def _expected(world: World, forecasts: dict, version: str, weeks_leads: list[tuple[pd.Timestamp, int]]) -> pd.DataFrame:
+    """The scored forecast rows of ``version`` at those weeks and leads with the real sales."""
+    parts = []
+    for week, lead in weeks_leads:
+        frame = forecasts[(version, SCORED[version][(week, lead)])]
+        parts.append(frame[frame["date"] == week].assign(lead=lead))
+    return pd.concat(parts).merge(world.sales[["store_id", "sku", "date", "units"]], on=["store_id", "sku", "date"])
+
+
+def test_forecasts_are_scored_per_store_sku_period_and_lead_when_their_sales_arrive(world: World,  # noqa: ANN001
+                                                                                   forecasts):
     units = forecast_units(world.lake, day(15), since=day(1))
     assert sorted(units["version"].unique()) == ["1", "2"]
-    series_weeks = {f"{s}|{k}|{w:%Y-%m-%d}" for s in STORES for k in SKUS for w in (W1, W2)}
-    for version in ("1", "2"):
+    for version, scored in SCORED.items():
         mine = units[units["version"] == version]
-        assert len(mine) == 8 and set(mine["unit"]) == series_weeks  # W3 never sold: not scored
+        # W3 never sold: not scored; W4 is not in the data
+        assert set(mine["unit"]) == {_unit(s, k, w, lead) for s in STORES for k in SKUS for w, lead in scored}
+        assert len(mine) == len(set(mine["unit"])) == 4 * len(scored)
     # the truth is the real sales of that store, sku and week, on the day they arrived
-    truth = world.sales.assign(unit=world.sales["store_id"] + "|" + world.sales["sku"] + "|"
-                               + world.sales["date"].dt.strftime("%Y-%m-%d")).set_index("unit")
-    assert np.allclose(units["actual"], truth.loc[units["unit"], "units"].to_numpy())
+    parts = units["unit"].str.split("|", expand=True)
+    truth = world.sales.set_index(world.sales["store_id"] + "|" + world.sales["sku"] + "|"
+                                  + world.sales["date"].dt.strftime("%Y-%m-%d"))["units"]
+    assert np.allclose(units["actual"], truth.loc[parts[0] + "|" + parts[1] + "|" + parts[2]].to_numpy())
     arrived = {f"{w:%Y-%m-%d}": pd.Timestamp(d) for w, d in SALES_ARRIVE.items()}
-    assert (units["day"] == units["unit"].str[-10:].map(arrived)).all()
+    assert (units["day"] == parts[2].map(arrived)).all()
+    assert (units["lead"] == parts[3].astype(int)).all()
     assert set(units["slice"]) == set(STORES)
 
 
-def test_the_forecast_issued_last_before_the_sales_arrived_is_scored(world: World, forecasts):  # noqa: ANN001
+def test_the_forecast_issued_last_before_the_sales_arrived_is_scored_at_each_lead(world: World,  # noqa: ANN001
+                                                                                 forecasts):
     units = forecast_units(world.lake, day(15), since=day(1)).set_index(["version", "unit"])
-
-    def issued_forecast(version: str, issued: date, week: pd.Timestamp) -> pd.Series:
-        frame = forecasts[(version, issued)]
-        frame = frame[frame["date"] == week]
-        return frame.set_index(frame["store_id"] + "|" + frame["sku"] + "|" + f"{week:%Y-%m-%d}")["forecast"]
-
-    for version, week, issued in [("1", W1, day(3)),   # not day 1's (older) nor day 8's (the day W1 arrived)
-                                  ("1", W2, day(8)),   # day 8 is before W2 arrived (day 15)
-                                  ("2", W1, day(3)),   # not day 10's (after W1 arrived)
-                                  ("2", W2, day(3))]:
-        expected = issued_forecast(version, issued, week)
-        got = units.loc[version].loc[expected.index]
-        assert (got["issued"] == pd.Timestamp(issued)).all(), (version, week)
-        assert np.allclose(got["forecast"], expected.to_numpy()), (version, week)
-    # the re-issued forecasts differ, or the test could not tell them apart
-    assert not np.allclose(issued_forecast("1", day(1), W1), issued_forecast("1", day(3), W1))
-    assert not np.allclose(units.loc["1"].loc[issued_forecast("1", day(3), W1).index, "forecast"],
-                           units.loc["1"].loc[issued_forecast("1", day(3), W1).index, "actual"])
+    for version, scored in SCORED.items():
+        for (week, lead), issued in scored.items():
+            expected = _expected(world, forecasts, version, [(week, lead)])
+            got = units.loc[version].loc[[_unit(r.store_id, r.sku, week, lead) for r in expected.itertuples()]]
+            assert (got["issued"] == pd.Timestamp(issued)).all(), (version, week, lead)
+            assert np.allclose(got["forecast"], expected["forecast"]), (version, week, lead)
+            assert np.allclose(got[["p10", "p90", "p_service"]], expected[["p10", "p90", "p_service"]])
+    # the issues scored differ from those they replaced, or the test could not tell them apart
+    w1 = [(W1, 1)]
+    assert not np.allclose(_forecasts(world.sales, [W1], 4, D0)["forecast"],
+                           _expected(world, forecasts, "1", w1)["forecast"])
+    assert not np.allclose(_expected(world, forecasts, "1", [(W2, 1)])["forecast"],
+                           _expected(world, forecasts, "1", [(W2, 2)])["forecast"])
 
 
 def test_only_the_sales_that_arrived_in_the_window_are_scored(world: World, forecasts):  # noqa: ANN001
+    def weeks(units: pd.DataFrame) -> set[str]:
+        return set(units["unit"].str.split("|").str[2])
+
     # up to D0+14: only week 1 has arrived
-    units = forecast_units(world.lake, day(14), since=day(1))
-    assert set(units["unit"].str[-10:]) == {f"{W1:%Y-%m-%d}"}
-    # from D0+9: only week 2's drop is in the window
+    assert weeks(forecast_units(world.lake, day(14), since=day(1))) == {f"{W1:%Y-%m-%d}"}
+    # from D0+9: only week 2's drop is in the window, at both its leads
     units = forecast_units(world.lake, day(15), since=day(9))
-    assert set(units["unit"].str[-10:]) == {f"{W2:%Y-%m-%d}"}
-    # a forecast issued on the day its sales arrived is not scored: W1 issued on day 8 by v1 only
+    assert weeks(units) == {f"{W2:%Y-%m-%d}"}
+    assert sorted(units.loc[units["version"] == "1", "lead"].unique()) == [1, 2]
+    # a forecast issued on the day its sales arrived is not scored
     keep_issued(world.lake, "forecaster", day(8), "9", forecasts[("2", day(10))])
     try:
         units = forecast_units(world.lake, day(15), since=day(1))
@@ -218,19 +244,47 @@ def test_only_the_sales_that_arrived_in_the_window_are_scored(world: World, fore
         world.lake.delete(zones.issued_file(world.lake, "forecaster", day(8), "9"))
 
 
-@pytest.mark.parametrize("version, issued", [("1", {W1: day(3), W2: day(8)}), ("2", {W1: day(3), W2: day(3)})])
-def test_live_forecast_metrics_are_wape_bias_and_interval_shares(world: World, forecasts, version: str,  # noqa: ANN001
-                                                                  issued: dict):
+def test_a_longer_horizon_reads_the_forecasts_issued_that_many_periods_before(world: World,  # noqa: ANN001
+                                                                             forecasts):
+    # issued 48 days before week 1 arrived, week 1 the 7th of its weeks: read with a horizon of
+    # 8 weeks, not with the default lookback (35 days, a horizon of 4 weeks)
+    weeks = [W1 - pd.Timedelta(weeks=k) for k in range(6, -1, -1)]
+    issued = day(-40)
+    keep_issued(world.lake, "forecaster", issued, "8", _forecasts(world.sales, weeks, 4, issued))
+    try:
+        short = forecast_units(world.lake, day(8), since=day(8), hp=SimpleNamespace(horizon=4))
+        assert "8" not in set(short["version"])
+        long = forecast_units(world.lake, day(8), since=day(8), hp=SimpleNamespace(horizon=8))
+        mine = long[long["version"] == "8"]
+        assert len(mine) == 4 and (mine["lead"] == 7).all() and (mine["issued"] == pd.Timestamp(issued)).all()
+    finally:
+        world.lake.delete(zones.issued_file(world.lake, "forecaster", issued, "8"))
+
+
+@pytest.mark.parametrize("version", ["1", "2"])
+def test_live_forecast_metrics_are_wape_bias_and_interval_shares_over_every_lead(world: World,  # noqa: ANN001
+                                                                                forecasts, version: str):
     units = forecast_units(world.lake, day(15), since=day(1))
     metrics = forecast_metrics_live(units[units["version"] == version])
-    pairs = pd.concat([_expected(world, forecasts[(version, issued[w])], w) for w in (W1, W2)])
+    pairs = _expected(world, forecasts, version, list(SCORED[version]))
     a, f = pairs["units"].to_numpy(float), pairs["forecast"].to_numpy(float)
-    assert len(a) == 8
+    assert len(a) == 4 * len(SCORED[version])
     assert metrics["wape"] == pytest.approx(np.abs(f - a).sum() / a.sum())
     assert metrics["bias"] == pytest.approx((f - a).sum() / a.sum())
     inside = sum(lo <= x <= hi for x, lo, hi in zip(a, pairs["p10"], pairs["p90"]))
     assert metrics["coverage_80"] == pytest.approx(inside / len(a))
     assert metrics["exceed_share"] == pytest.approx(sum(x > q for x, q in zip(a, pairs["p_service"])) / len(a))
+
+
+def test_live_forecast_metrics_by_lead(world: World, forecasts):  # noqa: ANN001
+    units = forecast_units(world.lake, day(15), since=day(1))
+    by_lead = forecast_metrics_by_lead(units[units["version"] == "1"])
+    assert sorted(by_lead) == [1, 2]
+    for lead in (1, 2):
+        pairs = _expected(world, forecasts, "1", [k for k in SCORED["1"] if k[1] == lead])
+        a, f = pairs["units"].to_numpy(float), pairs["forecast"].to_numpy(float)
+        assert by_lead[lead]["samples"] == len(a)
+        assert by_lead[lead]["wape"] == pytest.approx(np.abs(f - a).sum() / a.sum())
 
 
 # ------------------------------------------------------------------ reviews
@@ -291,8 +345,8 @@ def test_live_review_metrics_are_the_classification_metrics_of_the_pairs(world: 
 
 
 @pytest.fixture(scope="module")
-def served(world: World) -> dict[tuple[str, str], list[str]]:
-    """The lists served by v1: (customer role, day) -> skus in rank order. Fillers are the
+def served(world: World) -> dict[tuple[str, str, str], list[str]]:
+    """The lists served: (version, customer role, day) -> skus in rank order. Fillers are the
     most rated MovieLens items the customer never rated."""
     interactions, _ = load_movielens()
     popular = interactions["sku"].value_counts().index
@@ -308,42 +362,58 @@ def served(world: World) -> dict[tuple[str, str], list[str]]:
         return out
 
     lists = {
-        ("A", "d1"): place(filler("A", 13), {3: "A1", 5: "A2"}),   # A1 at 3, A2 at 5
-        ("A", "d2"): filler("A", 15),                               # served again on day 2, without A1 and A2
-        ("B", "d1"): place(filler("B", 12), {1: "B0", 10: "B2"}),  # B2 at rank 10 (the last that counts)
-        ("C", "d1"): place(filler("C", 14), {11: "C1"}),           # C1 at rank 11: outside the top 10
+        ("1", "A", "d1"): place(filler("A", 13), {3: "A1", 5: "A2"}),   # A1 at 3, A2 at 5
+        ("1", "A", "d2"): filler("A", 15),                               # served again on day 2, without A1 and A2
+        ("1", "B", "d1"): place(filler("B", 12), {1: "B0", 10: "B1"}),  # B1 at rank 10 (the last that counts)
+        ("1", "C", "d1"): place(filler("C", 14), {11: "C1"}),           # C1 at rank 11: outside the top 10
+        ("1", "E", "d1"): place(filler("E", 14), {2: "E1"}),            # replaced on day 2 before E came back
+        ("1", "E", "d2"): filler("E", 15),
+        ("2", "A", "d1"): place(filler("A", 14), {1: "A1"}),            # a second version, served once
     }
-    for when, issued in (("d1", day(1)), ("d2", day(2))):
-        frame = pd.concat([pd.DataFrame({"customer_id": world.customers[who], "sku": skus,
-                                         "rank": range(1, len(skus) + 1)})
-                           for (who, w), skus in lists.items() if w == when], ignore_index=True)
-        keep_issued(world.lake, "recommender", issued, "1", frame)
+    for version in ("1", "2"):
+        for when, issued in (("d1", day(1)), ("d2", day(2))):
+            mine = [(who, skus) for (v, who, w), skus in lists.items() if v == version and w == when]
+            if mine:
+                frame = pd.concat([pd.DataFrame({"customer_id": world.customers[who], "sku": skus,
+                                                 "rank": range(1, len(skus) + 1)}) for who, skus in mine],
+                                  ignore_index=True)
+                keep_issued(world.lake, "recommender", issued, version, frame)
     return lists
 
 
-def test_a_hit_is_an_item_chosen_that_is_in_the_top_10_of_the_last_list_served_before(world: World,  # noqa: ANN001
-                                                                                     served):
+def _at(who: str, when: date, hour: int) -> str:
+    return f"{who}|{when.isoformat()}T{hour:02d}:00:00"
+
+
+def test_a_unit_is_the_next_item_after_a_list_a_hit_when_it_is_in_its_top_10(world: World,  # noqa: ANN001
+                                                                            served):
     units = recommendation_units(world.lake, day(3), since=day(1))
-    got = {(u.split("|")[0], u.split("|")[1]): h for u, h in zip(units["unit"], units["hit"])}
-    c = world.customers
+    c, i = world.customers, world.items
+    # (version, unit) -> (hit, the list scored, the next item)
     expected = {
-        (c["A"], day(2).isoformat()): 1.0,  # A1 at rank 3 of day 1's list (day 2's list is served that same day)
-        (c["A"], day(3).isoformat()): 0.0,  # A2 was in day 1's list, not in day 2's: the latest before day 3
-        (c["B"], day(2).isoformat()): 0.0,  # B1 not in the list
-        (c["B"], day(3).isoformat()): 1.0,  # B2 at rank 10
-        (c["C"], day(2).isoformat()): 0.0,  # C1 at rank 11
+        ("1", _at(c["A"], day(2), 10)): (1.0, day(1), i["A1"]),  # A1 at rank 3 (A3 an hour later is not next)
+        ("1", _at(c["A"], day(3), 10)): (0.0, day(2), i["A2"]),  # day 2's list, served the day A chose A1 and A3:
+                                                                 # its next item is A2 on day 3, not in it
+        ("1", _at(c["B"], day(2), 12)): (1.0, day(1), i["B1"]),  # B1 at rank 10; B0 the day of the list is
+                                                                 # not after it, B2 on day 3 not the next
+        ("1", _at(c["C"], day(2), 13)): (0.0, day(1), i["C1"]),  # C1 at rank 11
+        ("1", _at(c["E"], day(3), 12)): (0.0, day(2), i["E1"]),  # the list served last before E came back
+        ("2", _at(c["A"], day(2), 10)): (1.0, day(1), i["A1"]),  # v2's only list: one unit
     }
-    # D never got a list; B's interaction on day 1, the day its list was served, does not count
+    # D never got a list: its interaction is no unit
+    got = {(v, u): (h, d.date(), s) for v, u, h, d, s in
+           zip(units["version"], units["unit"], units["hit"], units["issued"], units["sku"])}
     assert got == expected
-    assert set(units["version"]) == {"1"}
-    assert (units["day"] == pd.to_datetime(units["unit"].str.split("|").str[1])).all()
-    by_unit = units.set_index("unit")["issued"]
-    assert by_unit[f"{c['A']}|{day(3).isoformat()}"] == pd.Timestamp(day(2))
-    assert by_unit[f"{c['A']}|{day(2).isoformat()}"] == pd.Timestamp(day(1))
-    assert recommendation_metrics(units)["hr_at_10"] == pytest.approx(np.mean(list(expected.values())))
+    assert (units["day"] == pd.to_datetime(units["unit"].str.split("|").str[1]).dt.normalize()).all()
+    assert set(units["slice"]) == {""}
+    mine = units[units["version"] == "1"]
+    assert recommendation_metrics(mine)["hr_at_10"] == pytest.approx(2 / 5)
 
 
 def test_interactions_outside_the_window_are_not_scored(world: World, served):  # noqa: ANN001
     units = recommendation_units(world.lake, day(3), since=day(3))
-    assert set(units["unit"].str.split("|").str[1]) == {day(3).isoformat()}
-    assert len(units) == 2
+    c = world.customers
+    # B2 on day 3 is not a unit: B's list was followed first by B1 on day 2, before the window
+    assert set(zip(units["version"], units["unit"])) == {("1", _at(c["A"], day(3), 10)),
+                                                         ("1", _at(c["E"], day(3), 12))}
+    assert recommendation_units(world.lake, day(1), since=day(1)).empty  # nothing after a list yet
