@@ -149,8 +149,8 @@ def _models(settings, args: argparse.Namespace) -> int:  # noqa: ANN001 - Settin
             print(render_champion_status(champion_status(settings, day), day))
         print("Registered versions:")
         for r in model_rows(settings):
-            print(f"  {r['model']} v{r['version']} [{r['aliases']}] gate {r['gate']}: {r['metric']} "
-                  f"{fmt_metric(r['challenger'])} (baseline {fmt_metric(r['baseline'])})")
+            print(f"  {r['model']} v{r['version']} [{r['aliases']}] {r['candidate']} ({r['kind']}) gate {r['gate']}: "
+                  f"{r['metric']} {fmt_metric(r['challenger'])} (baseline {fmt_metric(r['baseline'])})")
     elif args.action == "history":
         for family in [args.family] if args.family else FAMILIES:
             for e in registry.history(settings, family):
