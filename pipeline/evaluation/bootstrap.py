@@ -43,7 +43,7 @@ class Comparison:
     def describe(self) -> str:
         return (f"{self.metric} challenger - champion {self.difference:+.4f} (better is positive), "
                 f"{self.level:.0%} interval [{self.low:+.4f}, {self.high:+.4f}] from {self.resamples} paired "
-                f"resamples of {self.units} {self.unit}s")
+                f"resamples of {self.units} {self.unit if self.unit.endswith('s') else self.unit + 's'}")
 
     def to_dict(self) -> dict:
         return asdict(self)
