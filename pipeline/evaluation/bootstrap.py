@@ -20,6 +20,11 @@ Statistic = Callable[[np.ndarray], np.ndarray]  # sums [..., k] -> metric [...]
 Units = tuple[np.ndarray, Statistic]  # stats [n units, k], statistic
 
 
+def plural(unit: str) -> str:
+    """A holdout unit's plural: reviews, customers, series."""
+    return unit if unit.endswith("s") else f"{unit}s"
+
+
 @dataclass(frozen=True)
 class Comparison:
     """Challenger minus champion on ``metric``, signed so that positive is better."""
@@ -43,7 +48,7 @@ class Comparison:
     def describe(self) -> str:
         return (f"{self.metric} challenger - champion {self.difference:+.4f} (better is positive), "
                 f"{self.level:.0%} interval [{self.low:+.4f}, {self.high:+.4f}] from {self.resamples} paired "
-                f"resamples of {self.units} {self.unit if self.unit.endswith('s') else self.unit + 's'}")
+                f"resamples of {self.units} {plural(self.unit)}")
 
     def to_dict(self) -> dict:
         return asdict(self)

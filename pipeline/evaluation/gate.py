@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-from pipeline.evaluation.bootstrap import Comparison
+from pipeline.evaluation.bootstrap import Comparison, plural
 from pipeline.settings import GateSettings, SliceRule
 
 ROLES = ("challenger", "champion", "baseline")  # the models scored on each holdout
@@ -208,13 +208,9 @@ class Evidence:
     rows: int
     windows: int = 1
 
-    @property
-    def units_name(self) -> str:
-        return self.unit if self.unit.endswith("s") else f"{self.unit}s"  # reviews, series, customers
-
     def describe(self) -> str:
         origins = f" asked from {self.windows} origins" if self.windows > 1 else ""
-        return f"{self.units:,} {self.units_name} ({self.rows:,} holdout rows{origins})"
+        return f"{self.units:,} {plural(self.unit)} ({self.rows:,} holdout rows{origins})"
 
 
 @dataclass(frozen=True)
@@ -288,7 +284,7 @@ def choose_candidate(
     if champion is not None and evidence.units < minimum:
         failures.append(Failure("thin_evidence", primary, float(evidence.units), float(minimum),
                                 f"thin evidence: the holdout has {evidence.describe()}, fewer than the "
-                                f"{minimum} {evidence.units_name} a decision needs; the champion stays"))
+                                f"{minimum} {plural(evidence.unit)} a decision needs; the champion stays"))
         chosen = None
     elif evidence.units < minimum:
         notes.append(f"thin evidence: {evidence.describe()}, fewer than {minimum}; chosen anyway, as there is "
