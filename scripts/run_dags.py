@@ -108,17 +108,14 @@ def main() -> int:
         for dag_id in ("retail_monitor", "retail_retrain", "retail_consumers"):
             timings[f"{dag_id} {last}"] = run(dag_id, last)
 
-    from pipeline.families import FAMILIES
     from pipeline.lake import lake_from_settings
-    from pipeline.monitoring.monitor import latest_live, monitor_table
+    from pipeline.monitoring.monitor import latest_records, monitor_table
     from pipeline.report import render_summary
 
     print("\n" + render_summary(settings, last))
     if not args.history and args.live_days:
-        lake = lake_from_settings(settings)
-        records = [r for family in FAMILIES if (r := latest_live(lake, family, last))]
         print(f"\nLive performance of the champions on {last} (python -m pipeline models status for more):\n"
-              + monitor_table(records))
+              + monitor_table(latest_records(lake_from_settings(settings), last)))
     print("\nWall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
           + f"; total {sum(timings.values()):.0f} s")
     return 0

@@ -20,7 +20,7 @@ import pandas as pd
 
 from pipeline import registry, zones
 from pipeline.evaluation.gate import LOWER_IS_BETTER
-from pipeline.families import Family, get_family
+from pipeline.families import FAMILIES, Family, get_family
 from pipeline.lake import Lake, lake_from_settings
 from pipeline.monitoring.issued import VERSION_COLUMN
 from pipeline.settings import Settings
@@ -60,6 +60,11 @@ def live_records(lake: Lake, family: str, until: date) -> list[dict[str, Any]]:
 def latest_live(lake: Lake, family: str, until: date) -> dict[str, Any] | None:
     records = live_records(lake, family, until)
     return records[-1] if records else None
+
+
+def latest_records(lake: Lake, until: date) -> list[dict[str, Any]]:
+    """Each family's latest live record up to ``until`` (families never monitored left out)."""
+    return [r for family in FAMILIES if (r := latest_live(lake, family, until))]
 
 
 def version_metrics(record: Family, units: pd.DataFrame, version: str | None, hp: Any) -> dict[str, float]:
