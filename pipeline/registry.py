@@ -64,6 +64,13 @@ def champion_version(settings: Settings, family: str) -> str | None:
     return _alias(settings.model_name(family), CHAMPION)
 
 
+def latest_version(settings: Settings, family: str) -> Any | None:
+    """The family's highest registered version (an MLflow ModelVersion, with its tags and
+    run id), whether or not its gate passed; None before the first registration."""
+    versions = _client().search_model_versions(f"name='{settings.model_name(family)}'")
+    return max(versions, key=lambda mv: int(mv.version)) if versions else None
+
+
 def version_kind(settings: Settings, family: str, version: str) -> str:
     """The kind of model a registered version is: transformer, classic or blend (a version
     registered before candidates existed is a transformer)."""
@@ -294,8 +301,6 @@ def rollback(settings: Settings, family: str, reason: str, by: str | None = None
 def load_champion(settings: Settings, family: str):  # noqa: ANN201 - (PyFuncModel, version)
     """Load the current champion as a pyfunc, pinned to its version number. Only a
     registered model name is accepted: never a run, a file or any other URI."""
-    import mlflow
-
     name = settings.model_name(family)
     if ":" in name or "/" in name:
         raise ValueError(f"{name!r} is not a registered model name: consumers load only models:/<name>@champion")

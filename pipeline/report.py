@@ -42,13 +42,11 @@ def retrain_summary(settings: Settings, day: date) -> dict[str, dict[str, str]]:
     decision and champion. Logged as a table; returned."""
     import logging
 
-    from mlflow import MlflowClient
-
     from pipeline.datasets import missing_data
     from pipeline.ingest.quality import open_holds
     from pipeline.ingest.report import text_table
     from pipeline.monitoring.retrain import recorded_decision
-    from pipeline.registry import champion_version
+    from pipeline.registry import champion_version, latest_version
 
     configure_mlflow(settings)
     lake = lake_from_settings(settings)
@@ -64,13 +62,11 @@ def retrain_summary(settings: Settings, day: date) -> dict[str, dict[str, str]]:
         if decision and not decision["retrain"]:
             out[family] = {"status": "not worth retraining", "detail": "; ".join(decision["checks"])}
             continue
-        name = settings.model_name(family)
-        versions = MlflowClient().search_model_versions(f"name='{name}'")
+        latest = latest_version(settings, family)
         champion = champion_version(settings, family)
-        if not versions:
+        if latest is None:
             out[family] = {"status": "not registered", "detail": "no version yet (see the task logs)"}
             continue
-        latest = max(versions, key=lambda v: int(v.version))
         gate = "passed" if latest.tags.get("gate_passed") == "true" else "failed: " + latest.tags.get("gate_reasons", "")
         out[family] = {"status": "champion" if champion == str(latest.version) else "not promoted",
                        "detail": f"latest v{latest.version} (gate {gate}; {latest.tags.get('data_window', '')}), "

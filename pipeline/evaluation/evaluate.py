@@ -12,7 +12,8 @@ import pandas as pd
 
 from pipeline.datasets import FamilyData, load_dataset
 from pipeline.evaluation.bootstrap import Comparison, paired_bootstrap
-from pipeline.evaluation.gate import LOWER_IS_BETTER, CandidateResult, Evidence, choose_candidate, rank_by
+from pipeline.evaluation.gate import CandidateResult, Evidence, choose_candidate, rank_by
+from pipeline.evaluation.metrics import LOWER_IS_BETTER, best_first
 from pipeline.families import Family, get_family
 from pipeline.lake import lake_from_settings
 from pipeline.registry import champion_version
@@ -79,7 +80,7 @@ def evaluate_run(settings: Settings, family: str, dataset_uri: str, run_id: str)
         baseline = ask(lambda w, f=record.function_named(name): f(w, hp), windows)
         baselines[short] = (baseline, score(baseline, data, hp))
         log.info("baseline %s scored in %.1f s", name, time.perf_counter() - started)
-    best = min(baselines, key=lambda n: (primary_rank(record.primary_metric, baselines[n][1]), n))
+    best = min(baselines, key=lambda n: (best_first(record.primary_metric, baselines[n][1].get(record.primary_metric)), n))
     predictions["baseline"] = baselines[best][0]
     results = {role: score(p, data, hp) if role != "baseline" else baselines[best][1]
                for role, p in predictions.items()}
@@ -149,14 +150,6 @@ def _score_view(record: Family, view: FamilyData | None, models: dict[str, Any],
     scores = {role: score(model.predict(question), view, hp) for role, model in models.items()}
     scores["baseline"] = score(record.function_named(baseline)(view, hp), view, hp)
     return scores
-
-
-def primary_rank(metric: str, metrics: dict[str, float]) -> float:
-    """Sort key: the best value of ``metric`` first, a baseline without it last."""
-    value = metrics.get(metric)
-    if value is None:
-        return float("inf")
-    return value if metric in LOWER_IS_BETTER else -value
 
 
 def _log_evaluation_set(data: FamilyData) -> None:

@@ -6,10 +6,10 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from pipeline.evaluation.bootstrap import Comparison, plural
+from pipeline.evaluation.metrics import LOWER_IS_BETTER, best_first, better, worse_by
 from pipeline.settings import GateSettings, SliceRule
 
 ROLES = ("challenger", "champion", "baseline")  # the models scored on each holdout
-LOWER_IS_BETTER = {"wape", "mase", "abs_bias"}
 # role -> dimension -> slice value -> {"metric": value, "n": holdout rows}
 Slices = dict[str, dict[str, dict[str, dict[str, float]]]]
 
@@ -51,11 +51,6 @@ class GateDecision:
         return "\n".join(lines)
 
 
-def better(metric: str, a: float, b: float) -> bool:
-    """True when ``a`` is strictly better than ``b`` for this metric."""
-    return a < b if metric in LOWER_IS_BETTER else a > b
-
-
 def _expand(limits: dict[str, float], metrics: dict[str, float]) -> list[tuple[str, float]]:
     """``recall_*`` becomes one limit per computed metric with that prefix."""
     out = []
@@ -65,11 +60,6 @@ def _expand(limits: dict[str, float], metrics: dict[str, float]) -> list[tuple[s
         else:
             out.append((name, limit))
     return out
-
-
-def worse_by(metric: str, value: float, reference: float) -> float:
-    """How much worse ``value`` is than ``reference`` (negative when better)."""
-    return value - reference if metric in LOWER_IS_BETTER else reference - value
 
 
 def _slice_rule(rule: SliceRule, challenger: dict, champion: dict, failures: list[Failure], notes: list[str]) -> None:
@@ -99,7 +89,7 @@ def _beats_baseline(primary: str, mine: float, base: float, lift: float, failure
                     notes: list[str]) -> None:
     """Strictly better than the best baseline, and by at least ``lift`` of its value."""
     required = base * (1 - lift) if primary in LOWER_IS_BETTER else base * (1 + lift)
-    gain = -worse_by(primary, mine, base) / abs(base) if base else float("inf")
+    gain = -worse_by(primary, mine, base, relative=True) if base else float("inf")
     notes.append(f"{primary} {mine:.4f} against the best baseline's {base:.4f}: {gain:+.1%} "
                  f"(at least {lift:.0%} better asked)")
     if not better(primary, mine, base) or better(primary, required, mine):
@@ -228,12 +218,7 @@ class CandidateResult:
 
 def rank_by(primary: str, metrics: dict[str, dict[str, float]]) -> list[str]:
     """Names best first on ``primary`` (a model without the metric last; ties by name)."""
-    def key(name: str) -> tuple[float, str]:
-        value = metrics[name].get(primary)
-        if value is None or math.isnan(value):
-            return float("inf"), name
-        return (value if primary in LOWER_IS_BETTER else -value), name
-    return sorted(metrics, key=key)
+    return sorted(metrics, key=lambda name: (best_first(primary, metrics[name].get(primary)), name))
 
 
 def choose_candidate(
@@ -269,7 +254,7 @@ def choose_candidate(
     for name in passing:
         if candidates[name].kind != "classic" and classic is not None:
             mine, theirs = candidates[name].metrics[primary], candidates[classic].metrics[primary]
-            gain = -worse_by(primary, mine, theirs) / abs(theirs) if theirs else float("inf")
+            gain = -worse_by(primary, mine, theirs, relative=True) if theirs else float("inf")
             if gain < lift:
                 notes.append(f"{name} ({candidates[name].kind}) {primary} {mine:.4f} beats the classic {classic}'s "
                              f"{theirs:.4f} by {gain:+.1%}, less than the {lift:.0%} a transformer must earn: "

@@ -2,9 +2,36 @@
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
+
+# which way each metric improves: every other metric is better higher
+LOWER_IS_BETTER = frozenset({"wape", "mase", "abs_bias"})
+
+
+def better(metric: str, a: float, b: float) -> bool:
+    """True when ``a`` is strictly better than ``b`` for this metric."""
+    return a < b if metric in LOWER_IS_BETTER else a > b
+
+
+def worse_by(metric: str, value: float, reference: float, relative: bool = False) -> float:
+    """How much worse ``value`` is than ``reference`` in the metric's direction (negative:
+    better): the difference, or with ``relative`` a share of the reference (0 against a
+    reference of 0). WAPE 0.44 against 0.40: 0.04, relative 0.10; macro-F1 0.80 against
+    0.85: 0.05, relative 0.059."""
+    difference = value - reference if metric in LOWER_IS_BETTER else reference - value
+    if not relative:
+        return difference
+    return difference / abs(reference) if reference else 0.0
+
+
+def best_first(metric: str, value: float | None) -> float:
+    """Sort key: the best value of ``metric`` first, a missing or NaN value last."""
+    if value is None or math.isnan(value):
+        return math.inf
+    return value if metric in LOWER_IS_BETTER else -value
 
 
 def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str]) -> dict[str, float]:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.evaluation.gate import ROLES, Evidence, GateDecision, Slices, worse_by
+from pipeline.evaluation.gate import ROLES, Evidence, GateDecision, Slices
+from pipeline.evaluation.metrics import worse_by
 from pipeline.settings import GateSettings
 
 MAX_SLICE_ROWS = 30

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from pipeline import registry, zones
-from pipeline.evaluation.gate import LOWER_IS_BETTER
+from pipeline.evaluation.metrics import worse_by
 from pipeline.families import FAMILIES, Family, get_family
 from pipeline.lake import Lake, lake_from_settings
 from pipeline.monitoring.issued import VERSION_COLUMN
@@ -28,15 +28,6 @@ from pipeline.tracking import configure_mlflow, mlflow_key
 
 log = logging.getLogger(__name__)
 MONITORING_TAG = "monitoring"  # on the per-family monitoring run: the family (no training run has it)
-
-
-def worse_by(metric: str, value: float, reference: float) -> float:
-    """How much worse ``value`` is than ``reference``, as a share of the reference
-    (negative: better). WAPE 0.44 against 0.40: 0.10; macro-F1 0.80 against 0.85: 0.059."""
-    if not reference:
-        return 0.0
-    change = (value - reference) / abs(reference)
-    return change if metric in LOWER_IS_BETTER else -change
 
 
 def promotion_metrics(settings: Settings, family: str, version: str) -> dict[str, float]:
@@ -141,7 +132,7 @@ def check_probation(settings: Settings, lake: Lake, record: Family, champion: st
                 "margin": cfg.probation_margin, "window": [state["started"], day.isoformat()],
                 "champion": {"version": champion, **ours}, "shadow": {"version": shadow, **before}}
     if shared:
-        evidence["worse_by"] = round(worse_by(metric, ours[metric], before[metric]), 6)
+        evidence["worse_by"] = round(worse_by(metric, ours[metric], before[metric], relative=True), 6)
     state["evidence"] = evidence
     enough = len(shared) >= cfg.probation_min_samples and ours.get("span_days", 0) >= cfg.probation_min_days
     worse = enough and evidence.get("worse_by", 0.0) > cfg.probation_margin
@@ -214,7 +205,7 @@ def monitor_family(settings: Settings, family: str, day: date) -> dict[str, Any]
         out["slices"] = {str(name): version_metrics(record, rows, champion, hp)
                          for name, rows in mine.groupby("slice") if name != ""}
         if out["live"]["samples"] and out["promoted"] is not None:
-            out["decay"] = round(worse_by(metric, out["live"][metric], out["promoted"]), 6)
+            out["decay"] = round(worse_by(metric, out["live"][metric], out["promoted"], relative=True), 6)
         out["probation"] = check_probation(settings, lake, record, champion, units, day, hp)
     out["uri"] = lake.write_json(zones.live_record(lake, family, day), out)
     _log_to_mlflow(settings, lake, family, day, out)

@@ -17,6 +17,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from pipeline import zones
+from pipeline.evaluation.metrics import worse_by
 from pipeline.families import get_family
 from pipeline.lake import Lake, lake_from_settings
 from pipeline.settings import DriftSettings, RetrainRule, Settings
@@ -42,8 +43,7 @@ class RetrainFacts:
     code_changed: bool = False  # the training code (or its packages) differs from the latest version's
     settings_changed: bool = False  # the family's training settings differ
     champion: str | None = None
-    metric: str = ""
-    lower_is_better: bool = False
+    metric: str = ""  # its direction: pipeline.evaluation.metrics.LOWER_IS_BETTER
     promoted_value: float | None = None  # the champion's holdout metric at promotion
     live_value: float | None = None  # its live metric over the window
     live_samples: int = 0
@@ -103,8 +103,7 @@ def decide(facts: RetrainFacts, rule: RetrainRule, policy: str = "worth_it") -> 
     elif facts.live_value is None or facts.promoted_value is None:
         check(False, f"champion v{facts.champion}: no live {facts.metric} yet")
     else:
-        change = (facts.live_value - facts.promoted_value) / abs(facts.promoted_value or 1.0)
-        decay = change if facts.lower_is_better else -change
+        decay = worse_by(facts.metric, facts.live_value, facts.promoted_value, relative=True)
         enough = facts.live_samples >= rule.min_live_samples and facts.live_days >= rule.min_live_days
         check(enough and decay > rule.max_live_decay,
               f"champion v{facts.champion} live {facts.metric} {facts.live_value:.4g} on {facts.live_samples:,} "
@@ -169,22 +168,18 @@ def drift_since(lake: Lake, feeds: tuple[str, ...], after: date, until: date, dr
 def retrain_facts(settings: Settings, family: str, day: date) -> RetrainFacts:
     from mlflow import MlflowClient
 
-    from pipeline.evaluation.gate import LOWER_IS_BETTER
     from pipeline.monitoring.monitor import latest_live, promotion_metrics
-    from pipeline.registry import champion_version
+    from pipeline.registry import champion_version, latest_version
     from pipeline.tracking import configure_mlflow, training_code_digest
 
     configure_mlflow(settings)
     record = get_family(family)
     lake = lake_from_settings(settings)
-    client = MlflowClient()
-    versions = client.search_model_versions(f"name='{settings.model_name(family)}'")
-    base = {"family": family, "day": day, "metric": record.live_metric,
-            "lower_is_better": record.live_metric in LOWER_IS_BETTER}
-    if not versions:
+    latest = latest_version(settings, family)
+    base = {"family": family, "day": day, "metric": record.live_metric}
+    if latest is None:
         return RetrainFacts(**base)
-    latest = max(versions, key=lambda mv: int(mv.version))
-    run = client.get_run(latest.run_id)
+    run = MlflowClient().get_run(latest.run_id)
     trained_until = date.fromisoformat(run.data.tags["logical_date"])
     champion = champion_version(settings, family)
     live = latest_live(lake, family, day)

@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.datasets import FamilyData
-from pipeline.evaluation.gate import LOWER_IS_BETTER
+from pipeline.evaluation.metrics import best_first
 from pipeline.families import FAMILIES, TRANSFORMER
 from pipeline.series import SERIES_KEY
 from pipeline.training.classic.forecast import point_quantiles, point_residuals
@@ -151,11 +151,8 @@ def choose_weight(figures: dict[float, float], metric: str) -> float:
     without any figure (no validation window)."""
     if not figures:
         return 0.5
-    sign = 1.0 if metric in LOWER_IS_BETTER else -1.0
-
     def loss(weight: float) -> float:
-        value = figures[weight]
-        return math.inf if math.isnan(value) else sign * value
+        return best_first(metric, figures[weight])
 
     best = min(loss(w) for w in figures)
     tied = [w for w in figures if loss(w) == best or math.isclose(loss(w), best, rel_tol=1e-9, abs_tol=1e-12)]

@@ -13,6 +13,7 @@ from pipeline.evaluation.scoring import (
     classification_units,
     forecast_score,
     forecast_units,
+    join_forecast,
     ranking_score,
     ranking_units,
 )
@@ -85,7 +86,16 @@ def test_forecast_units_resample_series_and_give_the_scored_wape():
     scored = forecast_score(naive, data, hp)["wape"] - forecast_score(boosted, data, hp)["wape"]
     assert c.difference == pytest.approx(scored, abs=1e-12)  # positive: the better one's WAPE is lower
     assert c.units == 7  # 7 departments: the series, not their 56 weeks, are resampled
-    assert c.low <= c.difference <= c.high
+    # a department's weeks move together: resampling the 56 weeks as if independent claims
+    # more certainty than resampling the 7 series does; here it would call boosting better
+    rows = {name: join_forecast(p, data) for name, p in (("boosted", boosted), ("naive", naive))}
+    weeks = {name: (np.column_stack([(j["units"] - j["forecast"]).abs(), j["units"]]).astype(float),
+                    forecast_units(p, data)[1]["wape"][1]) for (name, j), p in zip(rows.items(), (boosted, naive))}
+    by_week = paired_bootstrap("wape", weeks["boosted"], weeks["naive"], lower_is_better=True, unit="week")
+    assert by_week.difference == pytest.approx(c.difference, abs=1e-12)  # the same point, other units
+    assert by_week.units == 56
+    assert c.high - c.low > by_week.high - by_week.low
+    assert (c.verdict(0.0), by_week.verdict(0.0)) == ("no clear difference", "better")
 
 
 def test_ranking_units_give_the_scored_hit_rate_and_ndcg():

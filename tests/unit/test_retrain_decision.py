@@ -25,7 +25,7 @@ def facts(**changes: Any) -> RetrainFacts:
     quiet = dict(
         family="sentiment", day=TRAINED_UNTIL + timedelta(days=10), latest_version="3",
         trained_until=TRAINED_UNTIL, trained_rows=1000, new_rows=10, drift=(),
-        code_changed=False, settings_changed=False, champion="3", metric="macro_f1", lower_is_better=False,
+        code_changed=False, settings_changed=False, champion="3", metric="macro_f1",
         promoted_value=0.85, live_value=0.84, live_samples=500, live_days=20, live_day=TRAINED_UNTIL + timedelta(days=9),
     )
     return RetrainFacts(**{**quiet, **changes})
@@ -74,7 +74,9 @@ def test_changed_training_code_or_settings(field: str, words: str, changed: bool
     assert decision.retrain is changed
     assert bool(fired(decision, words, "v3")) is changed
     # fired or not, the condition is checked and says which way it went
-    assert checked(decision, words, "changed" if changed else "unchanged")
+    # the whole phrase: "changed" alone would also match "unchanged"
+    assert checked(decision, f"{words} {'changed' if changed else 'unchanged'} since v3")
+    assert not checked(decision, f"{words} {'unchanged' if changed else 'changed'} since v3")
 
 
 # ------------------------------------------------------------------ new labelled rows
@@ -162,7 +164,7 @@ def test_max_age_zero_is_no_limit():
     (0.95, False),  # better
 ])
 def test_live_decay_of_a_higher_is_better_metric(live: float, fires: bool):
-    decision = decide(facts(metric="macro_f1", lower_is_better=False, promoted_value=0.85, live_value=live,
+    decision = decide(facts(metric="macro_f1", promoted_value=0.85, live_value=live,
                             live_samples=500), rule(max_live_decay=0.10, min_live_samples=200))
     assert decision.retrain is fires
     assert bool(fired(decision, "live macro_f1", "at promotion")) is fires
@@ -174,16 +176,16 @@ def test_live_decay_of_a_higher_is_better_metric(live: float, fires: bool):
     (0.30, False),  # better (lower)
 ])
 def test_live_decay_of_a_lower_is_better_metric(live: float, fires: bool):
-    decision = decide(facts(family="forecaster", metric="wape", lower_is_better=True, promoted_value=0.40,
+    decision = decide(facts(family="forecaster", metric="wape", promoted_value=0.40,
                             live_value=live, live_samples=500), rule(max_live_decay=0.10, min_live_samples=200))
     assert decision.retrain is fires
     assert bool(fired(decision, "live wape", "at promotion")) is fires
 
 
-@pytest.mark.parametrize("lower_is_better, live", [(False, 0.375), (True, 0.625)])
-def test_live_decay_exactly_at_the_threshold_does_not_fire(lower_is_better: bool, live: float):
+@pytest.mark.parametrize("metric, live", [("macro_f1", 0.375), ("wape", 0.625)])
+def test_live_decay_exactly_at_the_threshold_does_not_fire(metric: str, live: float):
     # 25% worse than 0.5 exactly (in binary too): "worse by more than" the threshold is needed
-    decision = decide(facts(lower_is_better=lower_is_better, promoted_value=0.5, live_value=live, live_samples=500),
+    decision = decide(facts(metric=metric, promoted_value=0.5, live_value=live, live_samples=500),
                       rule(max_live_decay=0.25))
     assert decision.retrain is False
     assert checked(decision, "+25.0% worse")
