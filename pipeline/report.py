@@ -44,7 +44,7 @@ def retrain_summary(settings: Settings, day: date) -> dict[str, dict[str, str]]:
 
     from pipeline.datasets import missing_data
     from pipeline.ingest.quality import open_holds
-    from pipeline.ingest.report import text_table
+    from pipeline.tables import text_table
     from pipeline.monitoring.retrain import recorded_decision
     from pipeline.registry import champion_version, latest_version
 

@@ -23,7 +23,7 @@ import pandas as pd
 
 from pipeline import zones
 from pipeline.feeds import FEEDS
-from pipeline.ingest.report import text_table
+from pipeline.tables import text_table
 from pipeline.lake import Lake
 from pipeline.settings import DriftSettings
 from pipeline.validated import validated_partitions

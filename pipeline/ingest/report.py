@@ -15,20 +15,13 @@ import pandas as pd
 
 from pipeline import zones
 from pipeline.lake import Lake
+from pipeline.tables import text_table
 
 if TYPE_CHECKING:
     from pipeline.ingest.publish import PublishSummary
 
 SAMPLE_ROWS = 20
 MAX_CELL = 200
-
-
-def text_table(headers: list[str], rows: list[list[Any]]) -> str:
-    """A fixed-width table, for task logs."""
-    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells]
-    return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
 
 
 def summary_table(summary: PublishSummary) -> str:

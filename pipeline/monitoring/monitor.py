@@ -222,7 +222,7 @@ def _fmt(value: Any) -> str:
 
 def monitor_table(records: list[dict[str, Any]]) -> str:
     """One row per family: champion, its metric at promotion and live, the probation."""
-    from pipeline.ingest.report import text_table
+    from pipeline.tables import text_table
 
     rows = []
     for r in records:
@@ -240,7 +240,7 @@ def monitor_table(records: list[dict[str, Any]]) -> str:
 
 
 def slice_table(record: dict[str, Any]) -> str:
-    from pipeline.ingest.report import text_table
+    from pipeline.tables import text_table
 
     names = sorted({k for m in record["slices"].values() for k in m if k != "samples"})
     return text_table(["slice", "samples", *names], [[name, m["samples"], *(_fmt(m.get(k)) for k in names)]
