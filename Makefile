@@ -46,13 +46,16 @@ airflow-db: install
 
 # the demo drops, then the ingest DAG day by day, retraining and the consumers, with the
 # demo profile's training sizes (config/demo.yaml; RETAIL_CONFIG_FILE names another)
+# var/config_file remembers the profile, so `python -m pipeline ...` on var/ later reads it too
 demo: install data airflow-db
-	$(BIN)/python -m pipeline demo-data
-	RETAIL_CONFIG_FILE=$${RETAIL_CONFIG_FILE:-$(CURDIR)/config/demo.yaml} $(BIN)/python scripts/run_dags.py
+	echo "$${RETAIL_CONFIG_FILE:-$(CURDIR)/config/demo.yaml}" > var/config_file
+	RETAIL_CONFIG_FILE=$$(cat var/config_file) $(BIN)/python -m pipeline demo-data
+	RETAIL_CONFIG_FILE=$$(cat var/config_file) $(BIN)/python scripts/run_dags.py
 
 # your own history: every drop imported in one process, then retraining and the consumers
 # on the last drop's date: make run LANDING=file:///data/landing [START=2024-01-01] [END=2026-10-01]
 run: install airflow-db
+	echo "$${RETAIL_CONFIG_FILE:-}" > var/config_file
 	$(BIN)/python scripts/run_dags.py --history $(if $(START),--start $(START)) $(if $(DAYS),--days $(DAYS)) \
 		$(if $(END),--end $(END)) $(if $(LANDING),--landing $(LANDING))
 
@@ -91,4 +94,4 @@ mlflow-ui: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/var/mlflow/mlflow.db --port 5000
 
 clean:
-	rm -rf var/lake var/mlflow var/airflow
+	rm -rf var/lake var/mlflow var/airflow var/config_file

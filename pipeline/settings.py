@@ -2,8 +2,9 @@
 
 Sources, highest priority first: keyword arguments, environment variables with the
 ``RETAIL_`` prefix (nested fields use ``__``, e.g. ``RETAIL_TRAINING__SENTIMENT__EPOCHS=2``),
-a YAML file named by ``RETAIL_CONFIG_FILE``, then the defaults below. Nothing is read at
-import time: call :func:`load_settings`.
+a YAML file named by ``RETAIL_CONFIG_FILE`` (or, without it, the profile var/ was last run
+with: :func:`config_file`), then the defaults below. Nothing is read at import time: call
+:func:`load_settings`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,19 @@ from pydantic_settings import (
 )
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# the profile the project's own var/ was last run with: `make demo` writes the demo profile's
+# path here and `make run` removes it, so a command run later on the same var/ (`python -m
+# pipeline models status`) reads the settings that trained its models
+REMEMBERED_PROFILE = PROJECT_ROOT / "var" / "config_file"
+
+
+def config_file() -> str | None:
+    """The YAML settings file: ``RETAIL_CONFIG_FILE`` when set (empty: none, the production
+    defaults), else the profile var/ remembers, else none."""
+    if "RETAIL_CONFIG_FILE" in os.environ:
+        return os.environ["RETAIL_CONFIG_FILE"] or None
+    remembered = REMEMBERED_PROFILE.read_text().strip() if REMEMBERED_PROFILE.is_file() else ""
+    return remembered or None
 
 
 class SentimentTraining(BaseModel):
@@ -411,7 +425,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        yaml_file = os.environ.get("RETAIL_CONFIG_FILE")
+        yaml_file = config_file()
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         if yaml_file:
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file))

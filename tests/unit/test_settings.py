@@ -55,3 +55,35 @@ def test_the_demo_profile_is_small_and_the_defaults_are_for_production(monkeypat
     assert production.max_train_rows >= 10 * demo.max_train_rows and production.max_length == 0  # from the data
     assert production.epochs > 1 and production.early_stopping_patience >= 1 and production.base_model == "auto"
     assert Path(__file__).parents[2].joinpath("config", "demo.yaml").is_file()
+
+
+def test_a_command_on_the_demos_var_reads_the_demos_profile(tmp_path):
+    """After `make demo`, `python -m pipeline ...` in a plain shell (no RETAIL_CONFIG_FILE)
+    reads the profile the demo trained with, which var/config_file remembers; `make run`
+    leaves it empty: the production defaults."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from pipeline.settings import PROJECT_ROOT
+
+    shutil.copytree(PROJECT_ROOT / "pipeline", tmp_path / "pipeline",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "var").mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RETAIL_") and k != "PYTHONPATH"}
+    ask = [sys.executable, "-c", "from pipeline.settings import load_settings as s; "
+                                 "print(s().training.sentiment.epochs)"]
+
+    def epochs(**extra: str) -> str:
+        return subprocess.run(ask, cwd=tmp_path, env={**env, **extra}, capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    assert epochs() == "3"  # nothing remembered: the production defaults
+    (tmp_path / "var" / "config_file").write_text(str(PROJECT_ROOT / "config" / "demo.yaml") + "\n")
+    assert epochs() == "1"  # the demo profile, as `make demo` left it
+    assert epochs(RETAIL_CONFIG_FILE="") == "3"  # an explicit choice wins
+    (tmp_path / "var" / "config_file").write_text("\n")  # what `make run` leaves
+    assert epochs() == "3"
+    makefile = (PROJECT_ROOT / "Makefile").read_text()
+    assert 'echo "$${RETAIL_CONFIG_FILE:-$(CURDIR)/config/demo.yaml}" > var/config_file' in makefile
