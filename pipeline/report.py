@@ -90,7 +90,7 @@ def champion_status(settings: Settings, day: date) -> list[dict]:
     """Per family as of ``day``: the champion, its metric at promotion and live, its age,
     the labelled data that arrived since its training, its probation, and every retrain
     condition with its figure (what would fire next)."""
-    from pipeline.monitoring.monitor import latest_live
+    from pipeline.monitoring.monitor import latest_live, probation_label
     from pipeline.monitoring.retrain import decide, retrain_facts
     from pipeline.registry import version_kind
 
@@ -101,15 +101,13 @@ def champion_status(settings: Settings, day: date) -> list[dict]:
         facts = retrain_facts(settings, family, day)
         decision = decide(facts, settings.retrain.rule(family), settings.retrain.policy)
         live = latest_live(lake, family, day) or {}
-        probation = live.get("probation") or {}
         rows.append({
             "family": family, "champion": facts.champion, "metric": facts.metric,
             "kind": version_kind(settings, family, facts.champion) if facts.champion else None,
             "at_promotion": facts.promoted_value, "live": facts.live_value, "live_samples": facts.live_samples,
             "live_day": facts.live_day, "latest_version": facts.latest_version, "trained_until": facts.trained_until,
             "age_days": (day - facts.trained_until).days if facts.trained_until else None,
-            "new_rows": facts.new_rows, "probation": probation.get("status", "-") + (
-                f" until {probation['ends']}" if probation.get("status") == "running" else ""),
+            "new_rows": facts.new_rows, "probation": probation_label(live.get("probation")),
             "retrain": decision.retrain, "checks": decision.checks,
         })
     return rows

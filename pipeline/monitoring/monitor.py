@@ -233,10 +233,17 @@ def monitor_table(records: list[dict[str, Any]]) -> str:
             _fmt(live.get(r["metric"])), live.get("samples", 0),
             f"{100 * r['decay']:+.1f}%" if "decay" in r else "-",
             f"v{shadow['version']}: {_fmt(shadow.get(r['metric']))} ({shadow.get('samples', 0)})" if shadow else "-",
-            probation.get("status", "-") + (f" until {probation['ends']}" if probation.get("status") == "running" else ""),
+            probation_label(probation),
         ])
     return text_table(["family", "champion", "metric", "at promotion", "live", "samples", "worse by",
                        "shadow (samples)", "probation"], rows)
+
+
+def probation_label(probation: dict[str, Any] | None) -> str:
+    """A probation record as one cell: its status, and its end while it runs."""
+    probation = probation or {}
+    status = probation.get("status", "-")
+    return f"{status} until {probation['ends']}" if status == "running" else status
 
 
 def slice_table(record: dict[str, Any]) -> str:
