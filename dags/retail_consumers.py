@@ -21,7 +21,7 @@ A family without a champion yet is skipped.
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import Asset, dag, task
+from airflow.sdk import Asset, AssetAny, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 from pipeline import steps
@@ -50,8 +50,9 @@ def run_consumer(consumer: str, day: str) -> str:
 
 @dag(
     dag_id="retail_consumers",
-    schedule=Asset(champion_asset("forecaster")) | Asset(champion_asset("recommender"))
-    | Asset(champion_asset("sentiment")) | Asset(monitored_asset()),
+    # a new champion of any family with a consumer, or a monitor run
+    schedule=AssetAny(*(Asset(champion_asset(name)) for name, family in FAMILIES.items() if family.consumer),
+                      Asset(monitored_asset())),
     start_date=pendulum.parse(settings.start_date),
     catchup=False,
     doc_md=__doc__,
