@@ -6,11 +6,16 @@ pipeline/training/forecaster/calibration.py) at the service level of the setting
 - an order placed now arrives after the lead time L and must last until the next order can
   arrive, a review period R later: the order-up-to level is the service-level quantile of
   the cumulative demand over L + R periods, and the suggested order brings stock on hand
-  up to it; safety stock is that level minus the expected demand over L + R;
+  up to it; safety stock is that level minus the point forecast of the demand over L + R,
+  which is its median (``cum_forecast``: the transformer's calibrated p50, a classic
+  model's or a blend's point). The median, not the mean, on purpose: it is the demand the
+  plan shows beside the order (``cover_demand``), the forecast WAPE rewards and the gate
+  judged, and for right-skewed retail demand the mean lies above it, so a mean-based
+  safety stock would understate the buffer the service level asks above the typical week;
 - the reorder point is the service-level quantile of the demand over L periods;
 - the stock-out probability is the chance that demand over the lead time exceeds what is
   on hand (read from the calibrated quantiles of that demand), and days of cover divide
-  stock on hand by the expected demand per day. ``at_risk`` ranks by that probability.
+  stock on hand by the forecast demand per day. ``at_risk`` ranks by that probability.
 
 Stock on hand comes from the optional ``stock`` feed (the latest count up to the day);
 without it the plan starts from zero stock and says so in ``stock_basis``.

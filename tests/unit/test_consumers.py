@@ -32,6 +32,19 @@ def test_order_covers_lead_time_plus_review_period_at_the_service_level():
     assert longer["order_up_to"] > plan["order_up_to"]
 
 
+def test_safety_stock_is_the_service_level_quantile_above_the_median():
+    """Lognormal demand over the cover (L + R = 2 periods): median e^mu, mean e^(mu + s^2/2),
+    p95 e^(mu + 1.645 s). The safety stock is p95 - median, the buffer above the point
+    forecast the plan shows; p95 - mean would be smaller by the skew."""
+    mu, s = np.log(40.0), 0.5
+    median, mean, p95 = np.exp(mu), np.exp(mu + s * s / 2), np.exp(mu + 1.645 * s)
+    forecast = forecaster_output("1", [20.0, 20.0], spread=s)  # cumulative median 40 at the second period
+    plan = plan_from_forecast(forecast, 0.95, lead_time=1, review_period=1).iloc[0]
+    assert plan["cover_demand"] == pytest.approx(median) and plan["order_up_to"] == pytest.approx(p95)
+    assert plan["safety_stock"] == pytest.approx(p95 - median)
+    assert plan["safety_stock"] > p95 - mean + 1.0  # the median's definition, not the mean's
+
+
 def test_stock_out_probability_reads_the_calibrated_quantiles():
     forecast = forecaster_output("1", [10.0, 10.0], spread=0.2)
     points = {0.1: forecast["cum_p10"].iloc[:1].to_numpy(), 0.5: forecast["cum_p50"].iloc[:1].to_numpy(),
