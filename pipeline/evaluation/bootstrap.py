@@ -20,6 +20,10 @@ Statistic = Callable[[np.ndarray], np.ndarray]  # sums [..., k] -> metric [...]
 Units = tuple[np.ndarray, Statistic]  # stats [n units, k], statistic
 
 
+# fewer units than this give a percentile interval that moves with the draw: it is said so
+MIN_UNITS = 30
+
+
 def plural(unit: str) -> str:
     """A holdout unit's plural: reviews, customers, series."""
     return unit if unit.endswith("s") else f"{unit}s"
@@ -46,9 +50,11 @@ class Comparison:
         return "better" if self.low > 0 else "no clear difference"
 
     def describe(self) -> str:
+        rough = (f"; only {self.units} {plural(self.unit)}: a rough interval (at least {MIN_UNITS} make a "
+                 "steady one)") if self.units < MIN_UNITS else ""
         return (f"{self.metric} challenger - champion {self.difference:+.4f} (better is positive), "
                 f"{self.level:.0%} interval [{self.low:+.4f}, {self.high:+.4f}] from {self.resamples} paired "
-                f"resamples of {self.units} {plural(self.unit)}")
+                f"resamples of {self.units} {plural(self.unit)}{rough}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -158,10 +158,14 @@ def evaluate_gate(
         share = value(challenger, "exceed_share", "service_level")
         target = value(challenger, "exceed_target", "service_level")
         if share is not None and target is not None:
-            # a small holdout's share is noisy: the allowance is the tolerance or 1.96 binomial
-            # standard errors of a holdout this size, whichever is larger
+            # a small holdout's share is noisy: the allowance is the tolerance or 1.96 standard
+            # errors, whichever is larger; the errors clustered by period where the evaluation
+            # gave them (a week's shock hits every series), else binomial over the rows
             n = challenger.get("holdout_rows") or 0
-            allowed = max(tolerance, 1.96 * math.sqrt(target * (1 - target) / n)) if n else tolerance
+            se = challenger.get("exceed_share_se")
+            if se is None or math.isnan(se):
+                se = math.sqrt(target * (1 - target) / n) if n else 0.0
+            allowed = max(tolerance, 1.96 * se)
             notes.append(f"service level: demand exceeded the planned level in {share:.1%} of {int(n)} holdout "
                          f"periods (target {target:.1%} +- {allowed:.1%})")
             if abs(share - target) > allowed:

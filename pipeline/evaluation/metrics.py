@@ -6,6 +6,7 @@ import math
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 
 # which way each metric improves: every other metric is better higher
 LOWER_IS_BETTER = frozenset({"wape", "mase", "abs_bias"})
@@ -71,6 +72,21 @@ def interval_metrics(actual: np.ndarray, p10: np.ndarray, p90: np.ndarray, p_ser
         return {"coverage_80": float("nan"), "exceed_share": float("nan")}
     return {"coverage_80": float(((actual >= p10) & (actual <= p90)).mean()),
             "exceed_share": float((actual > p_service).mean())}
+
+
+def clustered_share_se(hits: np.ndarray, clusters: np.ndarray) -> float:
+    """The standard error of the share of ``hits`` (booleans) when the rows of one cluster
+    move together (the periods of a holdout: a chain-wide promotion or a holiday hits every
+    series in the same week): the cluster-robust (sandwich) estimate over the clusters' sums,
+    with the small-sample factor C / (C - 1); NaN with fewer than two clusters."""
+    frame = pd.DataFrame({"hit": np.asarray(hits, float), "cluster": np.asarray(clusters)})
+    sums = frame.groupby("cluster")["hit"].agg(["sum", "size"])
+    c, n = len(sums), float(sums["size"].sum())
+    if c < 2 or not n:
+        return float("nan")
+    share = sums["sum"].sum() / n
+    residual = (sums["sum"] - share * sums["size"]).to_numpy(float)
+    return float(np.sqrt(c / (c - 1) * (residual ** 2).sum()) / n)
 
 
 def mase(abs_errors: Sequence[Sequence[float]], scales: Sequence[float]) -> tuple[float, int]:

@@ -17,6 +17,7 @@ from pipeline.datasets import FamilyData
 from pipeline.evaluation.bootstrap import Units, macro_f1, ratio
 from pipeline.evaluation.metrics import (
     classification_metrics,
+    clustered_share_se,
     forecast_metrics,
     hits_and_gains,
     interval_metrics,
@@ -100,6 +101,9 @@ def forecast_table(joined: pd.DataFrame, scales: dict[tuple[str, str], float], e
     groups = [(key, e.to_numpy(float)) for key, e in errors]
     metrics["mase"], metrics["mase_series"] = mase([e for _, e in groups], [scales.get(k, 0.0) for k, _ in groups])
     metrics.update(interval_metrics(actual, *(joined[c].to_numpy(float) for c in ("p10", "p90", "p_service"))))
+    # the service-level rule's noise: periods, not rows, are independent (a week's shock hits every series)
+    metrics["exceed_share_se"] = clustered_share_se(actual > joined["p_service"].to_numpy(float),
+                                                    pd.to_datetime(joined["date"]).to_numpy())
     metrics["exceed_target"] = exceed_target
     metrics["series_scored"], metrics["holdout_rows"] = len(groups), len(joined)
     return metrics

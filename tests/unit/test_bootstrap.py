@@ -96,6 +96,8 @@ def test_forecast_units_resample_series_and_give_the_scored_wape():
     assert by_week.units == 56
     assert c.high - c.low > by_week.high - by_week.low
     assert (c.verdict(0.0), by_week.verdict(0.0)) == ("no clear difference", "better")
+    # 7 units make a rough interval, and the comparison says so; 56 do not
+    assert "only 7 series: a rough interval" in c.describe() and "rough" not in by_week.describe()
 
 
 def test_ranking_units_give_the_scored_hit_rate_and_ndcg():

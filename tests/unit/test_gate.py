@@ -32,6 +32,10 @@ def test_service_level_rule_refuses_a_plan_that_breaks_its_promise():
     failed = gate("forecaster", {**promised, "exceed_share": 0.137}, {"wape": 0.5}, None, rules).failures
     assert [(f.rule, f.value, f.threshold) for f in failed] == [("service_level", 0.137, 0.05)]
     assert "the plan promises 5.0%" in failed[0].reason
+    # errors clustered by period, where the evaluation gave them, replace the binomial ones:
+    # a shock shared by every series in a week makes 13.7% of 3520 rows as likely as 5%
+    clustered = {**promised, "exceed_share": 0.137, "exceed_share_se": 0.05}
+    assert gate("forecaster", clustered, {"wape": 0.5}, None, rules).passed
     # a forecast without the figures fails the rule rather than passing it
     assert not gate("forecaster", {"wape": 0.4}, {"wape": 0.5}, None, rules).passed
     # families without the rule are not asked for it

@@ -43,3 +43,20 @@ def test_ranking_metrics_by_hand():
     assert m["hr_at_2"] == 0.5
     assert m["ndcg_at_2"] == pytest.approx(0.5 / np.log2(3))
     assert m["coverage_at_2"] == 0.75
+
+
+def test_a_shared_shock_widens_the_service_level_standard_error():
+    import numpy as np
+
+    from pipeline.evaluation.metrics import clustered_share_se
+
+    # 20 weeks x 50 series; in 2 weeks every series exceeds the plan, in the others none
+    weeks = np.repeat(np.arange(20), 50)
+    together = np.isin(weeks, [3, 11])
+    se = clustered_share_se(together, weeks)
+    # the same as a binomial over the 20 weeks (0.1 of them), with the C / (C - 1) factor
+    assert se == pytest.approx(np.sqrt(0.1 * 0.9 / 20 * 20 / 19), rel=1e-9)
+    # the same 10% spread evenly over the weeks: far less uncertain
+    spread = np.tile(np.arange(50) < 5, 20)
+    assert clustered_share_se(spread, weeks) < se / 5
+    assert np.isnan(clustered_share_se(together[:50], weeks[:50]))  # one week: no estimate
