@@ -165,9 +165,20 @@ class SeriesGrid:
         return len(self.units)
 
 
-def to_grid(rows: pd.DataFrame, period_days: float, fallback_price: float = 1.0) -> SeriesGrid:
+def median_prices(history: pd.DataFrame) -> dict[tuple[str, str], float]:
+    """Each series' median known price in ``history``. A model keeps its training data's, so
+    the price relative to it that a question asks with does not depend on how much history
+    the question passes (the inventory plan passes a few context windows, evaluation all)."""
+    known = history.dropna(subset=["price"])
+    medians = known.groupby([known["store_id"].astype(str), known["sku"].astype(str)])["price"].median()
+    return {key: float(value) for key, value in medians.items()}
+
+
+def to_grid(rows: pd.DataFrame, period_days: float, fallback_price: float = 1.0,
+            median_price: float | None = None) -> SeriesGrid:
     """Place one series' rows (clean, date order) on the grid of ``period_days`` spacing;
-    ``fallback_price`` stands for the median price of a series without any."""
+    ``median_price``: the series' median price in the model's training data (else the
+    median of these rows), ``fallback_price`` for a series without any."""
     days = days_since_epoch(rows["date"])
     if len(days):
         steps = np.maximum(1, np.rint(np.diff(days) / period_days)).astype(int)
@@ -183,7 +194,8 @@ def to_grid(rows: pd.DataFrame, period_days: float, fallback_price: float = 1.0)
     promo[pos] = rows["promo"].to_numpy(float)
     grid_days = np.interp(np.arange(n), pos, days) if n else np.zeros(0)
     known_prices = price[~np.isnan(price)]
-    median_price = float(np.median(known_prices)) if len(known_prices) else fallback_price
+    if median_price is None or not np.isfinite(median_price):
+        median_price = float(np.median(known_prices)) if len(known_prices) else fallback_price
     price = ffill(price)
     price = np.where(np.isnan(price), median_price, price)
     return SeriesGrid(units, price, promo, grid_days, median_price)

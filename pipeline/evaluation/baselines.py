@@ -10,8 +10,9 @@ training rows, saved and served, answering with the baseline's numbers."""
 
 from __future__ import annotations
 
+import functools
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -21,7 +22,7 @@ from scipy import sparse
 from pipeline.datasets import FamilyData, interaction_question, sales_question, split_interactions
 from pipeline.language import script_mix
 from pipeline.series import (SERIES_KEY, clean, days_since_epoch, default_season, ffill, infer_period_days,
-                             series_keys, split_by_key, to_grid)
+                             median_prices, series_keys, split_by_key, to_grid)
 
 FORECAST_COLUMNS = ["store_id", "sku", "date", "forecast", "p10", "p50", "p90"]
 RANKING_COLUMNS = ["customer_id", "rank", "sku", "score"]
@@ -152,11 +153,24 @@ class GradientBoosting:
     season: int
     period_days: float
     horizon: int
+    # [store, sku, median price] of each training series: the price ratio's reference,
+    # whatever history a question passes (a series not in it: its question's median)
+    median_prices: list[list] = field(default_factory=list)
 
     def settings(self) -> dict[str, Any]:
         """Everything but the trees, as plain JSON values."""
         return {"features": self.features, "encodings": self.encodings, "season": self.season,
-                "period_days": self.period_days, "horizon": self.horizon}
+                "period_days": self.period_days, "horizon": self.horizon, "median_prices": self.median_prices}
+
+    def grid(self, past: pd.DataFrame) -> Any:
+        """One series' history on the grid, priced against its training median."""
+        if past.empty:
+            return to_grid(past, self.period_days)
+        return to_grid(past, self.period_days, median_price=self.medians.get(_ids(past)))
+
+    @functools.cached_property
+    def medians(self) -> dict[tuple[str, str], float]:
+        return {(str(store), str(sku)): float(price) for store, sku, price in self.median_prices}
 
 
 def fit_gradient_boosting(history: pd.DataFrame, horizon: int, season: int, period: float,
@@ -167,8 +181,9 @@ def fit_gradient_boosting(history: pd.DataFrame, horizon: int, season: int, peri
     from sklearn.ensemble import HistGradientBoostingRegressor
 
     parts = []
+    medians = median_prices(history)
     for past in split_by_key(history, series_keys(history).sort_values(SERIES_KEY, ignore_index=True)):
-        grid = to_grid(past, period)
+        grid = to_grid(past, period, median_price=medians.get(_ids(past)))
         if grid.n == 0:
             continue
         level = _log_level(grid)
@@ -192,7 +207,8 @@ def fit_gradient_boosting(history: pd.DataFrame, horizon: int, season: int, peri
     categorical = [c for c, e in encodings.items() if "categories" in e]
     model = HistGradientBoostingRegressor(categorical_features=categorical, random_state=seed, **GBM_PARAMS)
     model.fit(train[features], train["target"])
-    return GradientBoosting(model, features, encodings, season, period, horizon)
+    return GradientBoosting(model, features, encodings, season, period, horizon,
+                            [[store, sku, price] for (store, sku), price in medians.items()])
 
 
 def predict_gradient_boosting(model: GradientBoosting, history: pd.DataFrame,
@@ -202,7 +218,7 @@ def predict_gradient_boosting(model: GradientBoosting, history: pd.DataFrame,
     period = model.period_days
     asked_parts, row_parts = [], []
     for past, rows in zip(*_by_series(history, future)):
-        grid = to_grid(past, period)
+        grid = model.grid(past)
         if grid.n == 0 or not len(rows):
             continue
         pos = _grid_positions(rows["date"], grid, period)

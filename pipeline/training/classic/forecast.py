@@ -197,7 +197,8 @@ class GbmForecasterModel(mlflow.pyfunc.PythonModel):
         settings = read_json(folder / SETTINGS_FILE)
         trees = load_sklearn(folder / MODEL_FILE, TRUSTED_TYPES)
         self.model = GradientBoosting(trees, settings["features"], settings["encodings"], int(settings["season"]),
-                                      float(settings["period_days"]), int(settings["horizon"]))
+                                      float(settings["period_days"]), int(settings["horizon"]),
+                                      settings.get("median_prices", []))
         self.calibration = settings["calibration"]
         if self.calibration is None:
             log.warning("gradient boosting forecaster without calibrated quantiles: they equal the point forecast")

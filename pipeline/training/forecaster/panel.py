@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,13 @@ class ForecasterMeta:
     num_samples: int
     # normalised residual quantiles from the calibration window (see calibration.py); None: raw
     calibration: dict | None = None
+    # [store, sku, median price] of each training series: the relative-price feature's
+    # reference, whatever history a question passes (a series not in it: its question's median)
+    median_prices: list[list] = field(default_factory=list)
+
+    def price_medians(self) -> dict[tuple[str, str], float]:
+        """``median_prices`` by (store, sku)."""
+        return {(str(store), str(sku)): float(price) for store, sku, price in self.median_prices}
 
     @property
     def past_length(self) -> int:
@@ -141,7 +148,9 @@ def build_panel(
     pasts = split_by_key(history, keys)
     if future is not None:
         pasts = [_up_to(rows, asked, period) for rows, asked in zip(pasts, split_by_key(future, keys))]
-    grids = [to_grid(rows, period, fallback_price) for rows in pasts]
+    medians = meta.price_medians()
+    grids = [to_grid(rows, period, fallback_price, medians.get((str(store), str(sku))))
+             for rows, store, sku in zip(pasts, keys["store_id"], keys["sku"])]
 
     lengths = np.array([g.n for g in grids], dtype=int)
     width = max(int(lengths.max(initial=0)), 1) + meta.past_length

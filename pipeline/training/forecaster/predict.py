@@ -74,8 +74,9 @@ def sample_paths(
             )
             samples[idx] = out.sequences.float().cpu().numpy()
     # a draw far in the Student-t tail would become an absurd number of units after expm1;
-    # cap draws at a few times the series' largest observed level
-    ceiling = (panel.target * panel.observed).max(axis=1) + math.log(5.0)
+    # cap draws at a few times the largest level the model was shown (its past_length
+    # periods: the same whatever history the question passed)
+    ceiling = (panel.target[:, -past:] * panel.observed[:, -past:]).max(axis=1) + math.log(5.0)
     return panel, np.clip(samples, 0.0, ceiling[:, None, None]).astype(np.float64)
 
 

@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from pipeline.datasets import FamilyData, calibration_split
-from pipeline.series import SERIES_KEY, clean, forecast_input, infer_period_days
+from pipeline.series import SERIES_KEY, clean, forecast_input, infer_period_days, median_prices
 from pipeline.settings import ForecasterTraining
 from pipeline.training.core import Batch, LoopConfig, RunOptions, TrainHistory, run_training, seed_everything
 from pipeline.training.forecaster.model import MODEL_SUBDIR, cpu_threads, new_model, warm_start
@@ -115,6 +115,8 @@ def fine_tune(
             num_samples=hp.num_samples,
         )
         model = new_model(meta, hp)
+    # the training data's own price levels: every later question is priced against them
+    meta.median_prices = [[store, sku, price] for (store, sku), price in median_prices(fit).items()]
     panel = build_panel(fit, meta)
     static = meta.index(panel.keys)
     log.info(
