@@ -26,7 +26,7 @@ from pipeline.registry import champion_version
 from pipeline.settings import PROJECT_ROOT, Settings
 from pipeline.tracking import code_version, configure_mlflow, mlflow_key, run_address, training_code_digest
 from pipeline.training.core import Checkpointer, RunOptions, TrainHistory
-from pipeline.training.launch import launch, process_count
+from pipeline.training.launch import launch, process_count, train_in_process
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +215,7 @@ def train_model(settings: Settings, family: str, dataset_uri: str, day: date) ->
             folder = Path(tmp) / candidate.name / "model_dir"
             started = time.perf_counter()
             if candidate.kind == "transformer":
-                params = _fine_tune(settings, record, data, hp, dataset_uri, device, processes, run, folder, Path(tmp))
+                params = _fine_tune(settings, record, data, dataset_uri, device, processes, run, folder, Path(tmp))
             else:
                 params = _fit_candidate(record, candidate, data, hp, folder, settings.training.seed, folders)
             seconds = time.perf_counter() - started
@@ -264,7 +264,7 @@ def _fit_candidate(record: Family, candidate: Candidate, data: FamilyData, hp: A
     return fit(data, hp, folder, seed)
 
 
-def _fine_tune(settings: Settings, record: Family, data: FamilyData, hp: Any, dataset_uri: str,
+def _fine_tune(settings: Settings, record: Family, data: FamilyData, dataset_uri: str,
                device: torch.device, processes: int, run: Any, model_dir: Path, tmp: Path) -> dict[str, Any]:
     """Fine-tune the transformer into ``model_dir`` (resuming from the run's checkpoint) and log
     its training curves; return the parameters to log with it."""
@@ -283,8 +283,8 @@ def _fine_tune(settings: Settings, record: Family, data: FamilyData, hp: Any, da
             "init_dir": str(init_dir) if init_dir else None, "seed": settings.training.seed,
             "checkpoint": [checkpoint.lake.root, checkpoint.uri]}, processes, device))
     else:
-        options = RunOptions(device, settings.precision, checkpoint, settings.checkpoint_every_steps, label=family)
-        history = record.module().fine_tune(data, hp, options, model_dir, init_dir, settings.training.seed)
+        history = train_in_process(settings, family, data, device, checkpoint, model_dir, init_dir,
+                                   settings.training.seed)
     for epoch, stats in enumerate(history.epochs):
         mlflow.log_metrics(stats, step=epoch + 1)
     mlflow.log_metrics({"train_seconds": history.seconds, "train_steps": history.steps,

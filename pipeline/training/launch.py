@@ -57,6 +57,19 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
+def train_in_process(settings: Any, family: str, data: Any, device: torch.device, checkpoint: Any,
+                     model_dir: Path, init_dir: Path | None, seed: int) -> Any:
+    """Fine-tune ``family``'s transformer in this process (one rank of several, or alone):
+    the family's ``fine_tune`` with its training settings and the run's infrastructure flags.
+    Returns its TrainHistory."""
+    from pipeline.families import get_family
+    from pipeline.training.core import RunOptions
+
+    options = RunOptions(device, settings.precision, checkpoint, settings.checkpoint_every_steps, label=family)
+    return get_family(family).module().fine_tune(data, settings.hyperparameters(family), options, model_dir,
+                                                 init_dir, seed)
+
+
 def launch(job: dict[str, Any], processes: int, device: torch.device) -> dict[str, Any]:
     """Run one training in ``processes`` ranks; return the history rank 0 wrote.
 
@@ -107,22 +120,19 @@ def _worker(spec_path: str) -> None:
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo", device_id=device if device.type == "cuda" else None)
     try:
         from pipeline.datasets import load_dataset
-        from pipeline.families import get_family
         from pipeline.lake import lake_at, lake_from_settings
         from pipeline.settings import load_settings
-        from pipeline.training.core import Checkpointer, RunOptions
+        from pipeline.training.core import Checkpointer
 
         settings = load_settings()
-        family = job["family"]
         data = load_dataset(lake_from_settings(settings), job["dataset_uri"])
         root, uri = job["checkpoint"] or (None, None)
         checkpoint = Checkpointer(lake_at(settings, root), uri) if uri else None
-        options = RunOptions(device, settings.precision, checkpoint, settings.checkpoint_every_steps, label=family)
         with tempfile.TemporaryDirectory() as scratch:
             model_dir = Path(job["model_dir"]) if rank == 0 else Path(scratch)
             init_dir = Path(job["init_dir"]) if job["init_dir"] else None
-            history = get_family(family).module().fine_tune(
-                data, settings.hyperparameters(family), options, model_dir, init_dir, job["seed"])
+            history = train_in_process(settings, job["family"], data, device, checkpoint, model_dir, init_dir,
+                                       job["seed"])
         if rank == 0:
             Path(job["history_file"]).write_text(json.dumps(asdict(history)))
     finally:
