@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import zones
-from pipeline.consumers.outputs import champion_columns, keep_predictions, write_output
+from pipeline.consumers.outputs import answer_with_champion, write_output
 from pipeline.evaluation.metrics import interval_metrics
 from pipeline.lake import lake_from_settings
 from pipeline.registry import load_champion
@@ -167,9 +167,10 @@ def run_inventory_plan(settings: Settings, day: date) -> str:
     promotions = read_latest(lake, "plan", day) if validated_partitions(lake, "plan", day) else None
     question = forecast_input(sales, plan=promotions, horizon=meta.horizon, period_days=meta.period_days,
                               context=meta.past_length)
-    forecast = model.predict(question, params={"service_level": service_level})
-    keep_predictions(settings, lake, "forecaster", day, version, forecast[KEPT_COLUMNS],
-                     lambda shadow: shadow.predict(question, params={"service_level": service_level})[KEPT_COLUMNS])
+    forecast, version_cols = answer_with_champion(
+        settings, lake, "forecaster", day, model, version,
+        lambda champion: champion.predict(question, params={"service_level": service_level}),
+        lambda given: given[KEPT_COLUMNS])
     try:
         stock = read_validated(lake, "stock", day)
     except FileNotFoundError:
@@ -177,7 +178,6 @@ def run_inventory_plan(settings: Settings, day: date) -> str:
         log.info("no stock feed published: planning from demand alone (suggested orders assume zero stock)")
     plan = plan_from_forecast(forecast, service_level, settings.inventory_lead_time_periods,
                               settings.inventory_review_period_periods, meta.period_days, stock)
-    version_cols = champion_columns(settings, lake, "forecaster", version, day)
     write_output(lake, "inventory_plan", day, "forecast", forecast.assign(**version_cols))
     uri = write_output(lake, "inventory_plan", day, "plan", plan.assign(**version_cols))
     risk = at_risk(plan)

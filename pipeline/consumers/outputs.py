@@ -58,6 +58,18 @@ def champion_columns(settings: Settings, lake: Lake, family: str, version: str, 
             "live_samples": 0 if value is None else int(live["live"]["samples"])}
 
 
+def answer_with_champion(settings: Settings, lake: Lake, family: str, day: date, model: Any, version: str,
+                         answer: Callable[[Any], pd.DataFrame],
+                         kept: Callable[[pd.DataFrame], pd.DataFrame]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """What every consumer does with its champion (loaded by :func:`pipeline.registry.load_champion`):
+    its answer (``answer(model)``), what of it is kept to be scored later (``kept``; the
+    shadow's answer too while the champion is on probation), and the columns every output
+    row carries (:func:`champion_columns`)."""
+    predictions = answer(model)
+    keep_predictions(settings, lake, family, day, version, kept(predictions), lambda shadow: kept(answer(shadow)))
+    return predictions, champion_columns(settings, lake, family, version, day)
+
+
 def keep_predictions(settings: Settings, lake: Lake, family: str, day: date, version: str, issued: pd.DataFrame,
                      predict: Callable[[Any], pd.DataFrame]) -> str | None:
     """Keep what the champion ``version`` issued on ``day``; while it is on probation, also

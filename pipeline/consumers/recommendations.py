@@ -14,7 +14,7 @@ from datetime import date
 import pandas as pd
 
 from pipeline import zones
-from pipeline.consumers.outputs import champion_columns, keep_predictions, write_output
+from pipeline.consumers.outputs import answer_with_champion, champion_columns, write_output
 from pipeline.lake import lake_from_settings
 from pipeline.registry import load_champion
 from pipeline.settings import Settings
@@ -73,10 +73,9 @@ def run_recommendations(settings: Settings, day: date) -> str:
     def served(champion) -> pd.DataFrame:  # noqa: ANN001 - a pyfunc
         return demote_poorly_reviewed(settings, lake, day, champion.predict(history, params={"top_k": top_k}))
 
-    recs = served(model)
-    keep_predictions(settings, lake, "recommender", day, version, recs[["customer_id", "sku", "rank"]],
-                     lambda shadow: served(shadow)[["customer_id", "sku", "rank"]])
-    recs = recs.assign(**champion_columns(settings, lake, "recommender", version, day))
+    recs, columns = answer_with_champion(settings, lake, "recommender", day, model, version, served,
+                                         lambda given: given[["customer_id", "sku", "rank"]])
+    recs = recs.assign(**columns)
     uri = write_output(lake, "recommendations", day, "top_k", recs)
     log.info("top-%d recommendations for %d customers from %s v%s -> %s",
              top_k, recs["customer_id"].nunique(), settings.model_name("recommender"), version, uri)

@@ -10,7 +10,7 @@ from datetime import date, timedelta
 
 import pandas as pd
 
-from pipeline.consumers.outputs import champion_columns, keep_predictions, write_output
+from pipeline.consumers.outputs import answer_with_champion, write_output
 from pipeline.lake import lake_from_settings
 from pipeline.registry import load_champion
 from pipeline.settings import Settings
@@ -55,14 +55,12 @@ def run_review_insights(settings: Settings, day: date) -> str:
         reviews = read_validated(lake, "reviews", day).iloc[:0]
     reviews = latest_by_key(reviews, "reviews")  # a review whose label has arrived is no longer scored
     unlabelled = reviews[reviews["label"].isna()].reset_index(drop=True)
-    predicted = model.predict(unlabelled[["text"]])
 
     def labels(given: pd.DataFrame) -> pd.DataFrame:  # what is kept: each review's label
         return pd.DataFrame({"review_id": unlabelled["review_id"], "label": given["label"]})
 
-    keep_predictions(settings, lake, "sentiment", day, version, labels(predicted),
-                     lambda shadow: labels(shadow.predict(unlabelled[["text"]])))
-    columns = champion_columns(settings, lake, "sentiment", version, day)
+    predicted, columns = answer_with_champion(settings, lake, "sentiment", day, model, version,
+                                              lambda champion: champion.predict(unlabelled[["text"]]), labels)
     scored = pd.concat([unlabelled[["review_id", "sku", "created_at", "text"]], predicted], axis=1).assign(**columns)
     try:
         catalog = read_latest(lake, "catalog", day)
