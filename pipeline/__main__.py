@@ -7,7 +7,7 @@ import logging
 import sys
 from datetime import date, timedelta
 
-from pipeline.settings import load_settings
+from pipeline.settings import load_settings_landing
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,16 +78,16 @@ def main(argv: list[str] | None = None) -> int:
                                             "var/cache/encoders (once: later calls reuse it); prints its folder")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = load_settings()
+    settings = load_settings_landing(getattr(args, "landing", None))
     last_demo_day = date.fromisoformat(settings.demo_start) + timedelta(
         days=settings.demo_days + settings.demo_live_days - 1)
 
     if args.command == "demo-data":
         from pipeline.demo_data import DemoLimits, write_demo_drops
-        from pipeline.lake import lake_at
+        from pipeline.lake import landing_lake
 
         written = write_demo_drops(
-            lake_at(settings, args.landing or settings.landing),
+            landing_lake(settings),
             date.fromisoformat(args.start or settings.demo_start),
             args.days or settings.demo_days + settings.demo_live_days,
             DemoLimits(args.stores, args.reviews, args.customers),
@@ -96,10 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote demo drops: {written}")
     elif args.command == "ingest":
         from pipeline.ingest.history import import_history
-        from pipeline.lake import lake_at, lake_from_settings
+        from pipeline.lake import lake_from_settings, landing_lake
 
         result = import_history(
-            lake_at(settings, args.landing or settings.landing), lake_from_settings(settings), settings.ingest,
+            landing_lake(settings), lake_from_settings(settings), settings.ingest,
             date.fromisoformat(args.start) if args.start else None, date.fromisoformat(args.end) if args.end else None,
             args.feeds,
         )

@@ -355,6 +355,11 @@ class Settings(BaseSettings):
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    # the precision a sentiment pyfunc scores in (RETAIL_SCORING_PRECISION): auto is bf16 on a GPU
+    # and on a CPU with native bf16, else fp32 (pipeline.training.sentiment.scoring_precision)
+    scoring_precision: Literal["auto", "fp32", "bf16", "float32", "bfloat16"] = "auto"
+    # where converted encoders are cached (RETAIL_ENCODER_CACHE); empty: var/cache/encoders
+    encoder_cache: str = ""
     # training checkpoints (with optimizer, scheduler and RNG state) every N steps and at
     # each epoch end, in the MLflow run's artifact location; a retried task resumes from it
     checkpoint_every_steps: int = 100
@@ -415,6 +420,11 @@ class Settings(BaseSettings):
         for name in names or ():
             get_family(name)  # a ValueError naming the known families
         return names
+
+    @field_validator("scoring_precision", mode="before")
+    @classmethod
+    def _lower_case(cls, value: Any) -> Any:
+        return value.strip().lower() or "auto" if isinstance(value, str) else value
 
     @classmethod
     def settings_customise_sources(
@@ -498,3 +508,12 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def load_settings(**overrides: Any) -> Settings:
     """Read settings from overrides, environment and the optional YAML file."""
     return Settings(**overrides)
+
+
+def load_settings_landing(landing: str | None) -> Settings:
+    """The settings with a command line's ``--landing`` (when given) as the landing URI of
+    this process and of every step it runs: the environment carries it, so a DAG task that
+    loads its own settings reads it too (``python -m pipeline`` and scripts/run_dags.py)."""
+    if landing:
+        os.environ["RETAIL_LANDING_URI"] = landing
+    return load_settings()

@@ -18,7 +18,6 @@ Usage: ``python scripts/run_dags.py [--history] [--start YYYY-MM-DD] [--days N |
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from datetime import date, datetime, timedelta, timezone
@@ -27,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.settings import load_settings  # noqa: E402
+from pipeline.settings import load_settings, load_settings_landing  # noqa: E402
 
 
 def run(dag_id: str, day: date) -> float:
@@ -82,8 +81,7 @@ def main() -> int:
     parser.add_argument("--live-days", type=int, default=settings.demo_live_days,
                         help="daily mode: days after training to ingest, then monitor (default: %(default)s)")
     args = parser.parse_args()
-    if args.landing:  # the tasks read their settings from the environment
-        os.environ["RETAIL_LANDING_URI"] = args.landing
+    load_settings_landing(args.landing)  # the tasks read their settings from the environment
     start = date.fromisoformat(args.start) if args.start else None
     end = date.fromisoformat(args.end) if args.end else None
     if start and args.days:

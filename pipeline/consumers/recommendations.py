@@ -58,7 +58,7 @@ def recommend_one(settings: Settings, customer_id: str, day: date, top_k: int | 
     mine = history[history["customer_id"].astype(str) == str(customer_id)]
     if mine.empty:  # a new customer: an empty history still names them
         mine = pd.DataFrame({"customer_id": [str(customer_id)], "sku": ["__none__"], "timestamp": [pd.Timestamp(day)]})
-    recs = model.predict(mine, params={"top_k": top_k or settings.training.recommender.top_k})
+    recs = model.predict(mine, params={"top_k": top_k or settings.hyperparameters("recommender").top_k})
     return demote_poorly_reviewed(settings, lake, day, recs).assign(
         **champion_columns(settings, lake, "recommender", version, day))
 
@@ -67,7 +67,7 @@ def run_recommendations(settings: Settings, day: date) -> str:
     lake = lake_from_settings(settings)
     model, version = load_champion(settings, "recommender")
     history = read_validated(lake, "interactions", day)[["customer_id", "sku", "timestamp"]]
-    top_k = settings.training.recommender.top_k
+    top_k = settings.hyperparameters("recommender").top_k
     history = history.sort_values(["customer_id", "timestamp"])
 
     def served(champion) -> pd.DataFrame:  # noqa: ANN001 - a pyfunc

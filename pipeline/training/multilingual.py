@@ -26,7 +26,6 @@ import importlib.metadata
 import importlib.util
 import json
 import logging
-import os
 import shutil
 import struct
 import tempfile
@@ -40,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipeline.settings import PROJECT_ROOT
+from pipeline.settings import PROJECT_ROOT, load_settings
 
 if TYPE_CHECKING:
     from tokenizers.normalizers import Normalizer
@@ -348,8 +347,9 @@ def source_path() -> Path:
 
 
 def encoder_cache_root() -> Path:
-    """Where converted encoders live: ``$RETAIL_ENCODER_CACHE``, else var/cache/encoders."""
-    configured = os.environ.get(CACHE_VARIABLE, "").strip()
+    """Where converted encoders live: the ``encoder_cache`` setting (``$RETAIL_ENCODER_CACHE``),
+    else var/cache/encoders."""
+    configured = load_settings().encoder_cache.strip()
     return Path(configured) if configured else PROJECT_ROOT / "var" / "cache" / "encoders"
 
 

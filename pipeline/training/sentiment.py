@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import torch
 
 from pipeline.datasets import FamilyData, review_validation
 from pipeline.evaluation.metrics import classification_metrics
-from pipeline.settings import SentimentTraining
+from pipeline.settings import SentimentTraining, load_settings
 from pipeline.training.core import (
     LoopConfig,
     RunOptions,
@@ -52,12 +51,10 @@ def scoring_precision(device: str | torch.device | None = None) -> str:
     RETAIL_SCORING_PRECISION forces one. The labels are nearly always the same (998 of 1,000
     Amazon test reviews in tests/integration/test_scoring_precision.py), but a gate metric can
     move by a row or two, so the evaluation records it."""
-    forced = os.environ.get(PRECISION_VARIABLE, "").strip().lower() or "auto"
+    forced = load_settings().scoring_precision  # a value it does not know: a ValueError naming it
     forced = {"bf16": "bfloat16", "fp32": "float32"}.get(forced, forced)
     if forced in PRECISIONS:
         return forced
-    if forced != "auto":
-        raise ValueError(f"{PRECISION_VARIABLE}={forced!r}: expected one of auto, {', '.join(PRECISIONS)}")
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     return "bfloat16" if torch.device(device).type == "cuda" or cpu_has_fast_bf16() else "float32"

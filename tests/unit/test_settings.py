@@ -87,3 +87,20 @@ def test_a_command_on_the_demos_var_reads_the_demos_profile(tmp_path):
     assert epochs() == "3"
     makefile = (PROJECT_ROOT / "Makefile").read_text()
     assert 'echo "$${RETAIL_CONFIG_FILE:-$(CURDIR)/config/demo.yaml}" > var/config_file' in makefile
+
+
+def test_landing_flag_works_one_way_for_the_cli_and_the_steps_it_runs(tmp_path, monkeypatch):
+    """``--landing`` sets the landing URI of the process: the command itself and every step
+    that loads its own settings afterwards (a DAG task under scripts/run_dags.py) read it."""
+    from pipeline.__main__ import main
+    from pipeline.settings import load_settings
+
+    monkeypatch.delenv("RETAIL_LANDING_URI", raising=False)
+    monkeypatch.setenv("RETAIL_LAKE_URI", (tmp_path / "lake").as_uri())
+    landing = (tmp_path / "elsewhere").as_uri()
+    assert main(["demo-data", "--landing", landing, "--days", "1", "--stores", "1", "--reviews", "20",
+                 "--customers", "3"]) == 0
+    assert sorted(p.name for p in (tmp_path / "elsewhere").iterdir()) == [
+        "catalog", "interactions", "plan", "reviews", "sales"]
+    assert not (tmp_path / "lake" / "landing").exists()
+    assert load_settings().landing == landing  # what a step run after it reads
