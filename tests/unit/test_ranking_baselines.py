@@ -9,9 +9,9 @@ import pytest
 
 from pipeline.datasets import FamilyData, interactions_dataset, split_interactions
 from pipeline.demo_data import load_movielens
-from pipeline.evaluation import baselines
-from pipeline.evaluation.baselines import (EASE_DEFAULT_LAMBDA, EASE_LAMBDAS, KNN_DEFAULT_NEIGHBOURS, RankingInputs,
-                                           choose_on_validation, ease, item_knn, popularity)
+from pipeline.evaluation.baselines import ranking as baselines
+from pipeline.evaluation.baselines.ranking import (EASE_DEFAULT_LAMBDA, EASE_LAMBDAS, KNN_DEFAULT_NEIGHBOURS,
+                                                   RankingInputs, choose_on_validation, ease, item_knn, popularity)
 from pipeline.evaluation.scoring import ranking_score
 from pipeline.families import get_family
 from pipeline.settings import RecommenderTraining

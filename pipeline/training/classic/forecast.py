@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline.datasets import FamilyData, sales_question, sales_validation
-from pipeline.evaluation.baselines import (GradientBoosting, fit_gradient_boosting, gbm_history_periods,
-                                           predict_gradient_boosting)
+from pipeline.evaluation.baselines.forecast import (GradientBoosting, fit_gradient_boosting,
+                                                    gbm_history_periods, predict_gradient_boosting)
 from pipeline.series import SERIES_KEY, clean, default_season, infer_period_days
 from pipeline.training.classic.store import dump_sklearn, load_sklearn, read_json, write_json
 from pipeline.training.forecaster import calibration

@@ -19,9 +19,9 @@ import pandas as pd
 from scipy import sparse
 
 from pipeline.datasets import FamilyData
-from pipeline.evaluation.baselines import (EASE_DEFAULT_LAMBDA, EASE_LAMBDAS, EASE_MAX_ITEMS, KNN_DEFAULT_NEIGHBOURS,
-                                           KNN_NEIGHBOURS, AskedCustomers, Fitter, ItemModel, ease_fitter,
-                                           fit_on_validation, knn_fitter)
+from pipeline.evaluation.baselines.ranking import (EASE_DEFAULT_LAMBDA, EASE_LAMBDAS, EASE_MAX_ITEMS, KNN_DEFAULT_NEIGHBOURS,
+                                                   KNN_NEIGHBOURS, AskedCustomers, Fitter, ItemModel, ease_fitter,
+                                                   fit_on_validation, knn_fitter)
 from pipeline.training.classic.store import read_json, write_json
 
 ITEMS_FILE = "items.json"

@@ -11,7 +11,7 @@ import mlflow.pyfunc
 import pandas as pd
 
 from pipeline.datasets import FamilyData
-from pipeline.evaluation.baselines import fit_tfidf_logistic_regression, predict_labels
+from pipeline.evaluation.baselines.text import fit_tfidf_logistic_regression, predict_labels
 from pipeline.training.classic.store import dump_sklearn, load_sklearn, write_json
 
 MODEL_FILE = "tfidf.skops"
