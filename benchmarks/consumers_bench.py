@@ -26,7 +26,7 @@ from pipeline.lake import lake_from_settings  # noqa: E402
 from pipeline.registry import load_champion  # noqa: E402
 from pipeline.series import forecast_input  # noqa: E402
 from pipeline.settings import load_settings  # noqa: E402
-from pipeline.training.encoder import resolve_base_model  # noqa: E402
+from pipeline.encoders.select import resolve_base_model  # noqa: E402
 from pipeline.validated import read_validated  # noqa: E402
 
 

@@ -148,7 +148,7 @@ def sentiment_model_dir(workdir: Path) -> Path:
     from transformers import AutoModel, AutoTokenizer
 
     from pipeline.settings import SentimentTraining
-    from pipeline.training.encoder import resolve_base_model
+    from pipeline.encoders.select import resolve_base_model
     from pipeline.training.sentiment import MeanPoolClassifier
 
     source = resolve_base_model("")

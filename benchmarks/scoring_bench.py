@@ -32,7 +32,7 @@ import torch
 from common import machine as machine_name  # noqa: E402 - also puts the project on sys.path
 from common import write_results  # noqa: E402
 from pipeline.demo_data import load_reviews  # noqa: E402
-from pipeline.training.encoder import resolve_base_model  # noqa: E402
+from pipeline.encoders.select import resolve_base_model  # noqa: E402
 from pipeline.training.sentiment import MeanPoolClassifier, SentimentModel  # noqa: E402
 
 PEER_BATCHES = (1, 16, 64, 256)

@@ -55,7 +55,7 @@ from pipeline.demo_data import load_reviews  # noqa: E402
 from pipeline.settings import SentimentTraining  # noqa: E402
 from pipeline.training import sentiment  # noqa: E402
 from pipeline.training.core import RunOptions, seed_everything, select_device  # noqa: E402
-from pipeline.training.encoder import resolve_base_model  # noqa: E402
+from pipeline.encoders.select import resolve_base_model  # noqa: E402
 
 MAX_LENGTH = 256  # --max-length changes it (the GPU check's dry run uses less)
 # dense bf16 peak FLOP/s of the GPU (the vendors' data sheets, without sparsity), by name

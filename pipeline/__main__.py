@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             if not holds:
                 print("no drift holds")
     elif args.command == "encoders":
-        from pipeline.training.multilingual import multilingual_encoder_dir
+        from pipeline.encoders.multilingual import multilingual_encoder_dir
 
         print(multilingual_encoder_dir())
     elif args.command == "models":

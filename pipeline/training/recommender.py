@@ -29,7 +29,7 @@ from pipeline.datasets import FamilyData, interaction_validation
 from pipeline.evaluation.baselines import empty_ranking, popular_items, seen_items
 from pipeline.settings import RecommenderTraining
 from pipeline.training.core import Batch, LoopConfig, RunOptions, TrainHistory, run_training, seed_everything
-from pipeline.training.encoder import resolve_base_model
+from pipeline.encoders.select import resolve_base_model
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from pipeline.training.core import (
     run_training,
     seed_everything,
 )
-from pipeline.training.encoder import resolve_base_model
+from pipeline.encoders.select import resolve_base_model
 
 log = logging.getLogger(__name__)
 

@@ -107,7 +107,7 @@ def test_two_gpus_end_with_the_weights_of_one(tmp_path: Path, monkeypatch: pytes
             "seed": 13, "checkpoint": None}, 2, CUDA)
     from transformers import AutoModel
 
-    from pipeline.training.encoder import resolve_base_model
+    from pipeline.encoders.select import resolve_base_model
 
     base = AutoModel.from_pretrained(resolve_base_model()).state_dict()
     a, b = (load_file(str(tmp_path / side / "model" / "model.safetensors")) for side in ("one", "two"))

@@ -15,7 +15,7 @@ from pipeline.lake import Lake
 from pipeline.settings import load_settings
 from pipeline.training import sentiment
 from pipeline.training.core import RunOptions
-from pipeline.training.encoder import resolve_base_model
+from pipeline.encoders.select import resolve_base_model
 from pipeline.training.launch import launch
 
 

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.training import multilingual
-from pipeline.training.encoder import minilm_dir, resolve_base_model
+from pipeline.encoders import multilingual
+from pipeline.encoders.select import minilm_dir, resolve_base_model
 
 REVIEW = "这个商品质量很好，物流也很快"
 # XLM-R's ids: <s> ▁ 这个 商品 质量 很好 , 物流 也 很快 </s> (the full-width comma is NFKC's ",")

@@ -23,7 +23,7 @@ from pipeline.evaluation.baselines import popularity  # noqa: E402
 from pipeline.evaluation.scoring import ranking_score  # noqa: E402
 from pipeline.settings import RecommenderTraining  # noqa: E402
 from pipeline.training import recommender as rec  # noqa: E402
-from pipeline.training.encoder import resolve_base_model  # noqa: E402
+from pipeline.encoders.select import resolve_base_model  # noqa: E402
 
 TOP_K = 5
 N_CUSTOMERS = 30

