@@ -90,7 +90,8 @@ def champion_status(settings: Settings, day: date) -> list[dict]:
     """Per family as of ``day``: the champion, its metric at promotion and live, its age,
     the labelled data that arrived since its training, its probation, and every retrain
     condition with its figure (what would fire next)."""
-    from pipeline.monitoring.monitor import latest_live, probation_label
+    from pipeline.monitoring.monitor import latest_live
+    from pipeline.monitoring.reports import probation_label
     from pipeline.monitoring.retrain import decide, retrain_facts
     from pipeline.registry import version_kind
 

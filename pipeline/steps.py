@@ -105,7 +105,8 @@ def monitor(family: str, logical_date: str) -> dict:
 def monitor_summary(logical_date: str) -> str:
     """The day's monitoring table, every family (logged; returned)."""
     from pipeline.lake import lake_from_settings
-    from pipeline.monitoring.monitor import latest_records, monitor_table
+    from pipeline.monitoring.monitor import latest_records
+    from pipeline.monitoring.reports import monitor_table
 
     table = monitor_table(latest_records(lake_from_settings(load_settings()), _day(logical_date)))
     logging.getLogger(__name__).info("live performance of the champions on %s:\n%s", logical_date, table)

@@ -107,7 +107,8 @@ def main() -> int:
             timings[f"{dag_id} {last}"] = run(dag_id, last)
 
     from pipeline.lake import lake_from_settings
-    from pipeline.monitoring.monitor import latest_records, monitor_table
+    from pipeline.monitoring.monitor import latest_records
+    from pipeline.monitoring.reports import monitor_table
     from pipeline.report import render_summary
 
     print("\n" + render_summary(settings, last))

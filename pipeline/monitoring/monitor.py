@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, timedelta
 from typing import Any
 
 import pandas as pd
@@ -23,11 +23,11 @@ from pipeline.evaluation.metrics import worse_by
 from pipeline.families import FAMILIES, Family, get_family
 from pipeline.lake import Lake, lake_from_settings
 from pipeline.monitoring.issued import VERSION_COLUMN
+from pipeline.monitoring.reports import log_to_mlflow, monitor_table, slice_table
 from pipeline.settings import Settings
-from pipeline.tracking import configure_mlflow, mlflow_key
+from pipeline.tracking import configure_mlflow
 
 log = logging.getLogger(__name__)
-MONITORING_TAG = "monitoring"  # on the per-family monitoring run: the family (no training run has it)
 
 
 def promotion_metrics(settings: Settings, family: str, version: str) -> dict[str, float]:
@@ -208,110 +208,9 @@ def monitor_family(settings: Settings, family: str, day: date) -> dict[str, Any]
             out["decay"] = round(worse_by(metric, out["live"][metric], out["promoted"], relative=True), 6)
         out["probation"] = check_probation(settings, lake, record, champion, units, day, hp)
     out["uri"] = lake.write_json(zones.live_record(lake, family, day), out)
-    _log_to_mlflow(settings, lake, family, day, out)
+    log_to_mlflow(settings, family, day, out, live_records(lake, family, day))
     log.info("live performance of %s on %s (ground truth from %s):\n%s", family, day, since,
              monitor_table([out]))
     if out["slices"]:
         log.info("per %s:\n%s", "slice", slice_table(out))
     return out
-
-
-def _fmt(value: Any) -> str:
-    return "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def monitor_table(records: list[dict[str, Any]]) -> str:
-    """One row per family: champion, its metric at promotion and live, the probation."""
-    from pipeline.tables import text_table
-
-    rows = []
-    for r in records:
-        live, probation = r["live"], r.get("probation") or {}
-        shadow = (probation.get("evidence") or {}).get("shadow") or {}
-        rows.append([
-            r["family"], f"v{r['champion']}" if r["champion"] else "none", r["metric"], _fmt(r["promoted"]),
-            _fmt(live.get(r["metric"])), live.get("samples", 0),
-            f"{100 * r['decay']:+.1f}%" if "decay" in r else "-",
-            f"v{shadow['version']}: {_fmt(shadow.get(r['metric']))} ({shadow.get('samples', 0)})" if shadow else "-",
-            probation_label(probation),
-        ])
-    return text_table(["family", "champion", "metric", "at promotion", "live", "samples", "worse by",
-                       "shadow (samples)", "probation"], rows)
-
-
-def probation_label(probation: dict[str, Any] | None) -> str:
-    """A probation record as one cell: its status, and its end while it runs."""
-    probation = probation or {}
-    status = probation.get("status", "-")
-    return f"{status} until {probation['ends']}" if status == "running" else status
-
-
-def slice_table(record: dict[str, Any]) -> str:
-    from pipeline.tables import text_table
-
-    names = sorted({k for m in record["slices"].values() for k in m if k != "samples"})
-    return text_table(["slice", "samples", *names], [[name, m["samples"], *(_fmt(m.get(k)) for k in names)]
-                                                      for name, m in sorted(record["slices"].items())])
-
-
-def day_stamp(day: date) -> int:
-    """Midnight UTC of ``day`` in milliseconds: the timestamp of its figures in MLflow."""
-    return int(datetime.combine(day, time(), timezone.utc).timestamp() * 1000)
-
-
-def monitoring_run(experiment_id: str, family: str) -> str | None:
-    import mlflow
-
-    runs = mlflow.search_runs(experiment_ids=[experiment_id], filter_string=f"tags.{MONITORING_TAG} = '{family}'",
-                              max_results=1, output_format="list")
-    return runs[0].info.run_id if runs else None
-
-
-def _log_to_mlflow(settings: Settings, lake: Lake, family: str, day: date, out: dict[str, Any]) -> None:
-    """Today's figures as one step of the family's monitoring run; the record as an
-    artifact; the plot of every day so far."""
-    import matplotlib.pyplot as plt
-    import mlflow
-
-    experiment_id = configure_mlflow(settings)
-    run_id = monitoring_run(experiment_id, family)
-    metric = out["metric"]
-    values = {f"live_{k}": v for k, v in out["live"].items() if isinstance(v, (int, float))}
-    if out["champion"]:
-        values["champion_version"] = int(out["champion"])
-    if out["promoted"] is not None:
-        values[f"promoted_{metric}"] = out["promoted"]
-    shadow = ((out.get("probation") or {}).get("evidence") or {}).get("shadow") or {}
-    if metric in shadow:
-        values[f"shadow_{metric}"], values["shadow_samples"] = shadow[metric], shadow["samples"]
-    stamp = day_stamp(day)
-    with mlflow.start_run(run_id=run_id, run_name=None if run_id else f"monitor-{family}",
-                          tags=None if run_id else {MONITORING_TAG: family, "family": family}):
-        mlflow.log_metrics({mlflow_key(k): float(v) for k, v in values.items()}, step=day.toordinal(), timestamp=stamp)
-        mlflow.log_dict(out, f"live/{zones.partition(day)}.json")
-        figure = live_plot(live_records(lake, family, day), metric)
-        mlflow.log_figure(figure, f"plots/live_{metric}.png")
-        plt.close(figure)
-
-
-def live_plot(records: list[dict[str, Any]], metric: str) -> Any:
-    """The champion's live metric per day, its metric at promotion, the shadow's during a
-    probation, and a marker where the champion changed."""
-    from pipeline.evaluation.plots import new_figure
-
-    fig, ax = new_figure(8, 4)
-    days = [pd.Timestamp(r["day"]) for r in records]
-    ax.plot(days, [r["live"].get(metric) for r in records], marker="o", label=f"champion, live {metric}")
-    ax.step(days, [r["promoted"] for r in records], where="post", linestyle="--", label="champion at promotion")
-    shadow = [(((r.get("probation") or {}).get("evidence") or {}).get("shadow") or {}).get(metric) for r in records]
-    if any(v is not None for v in shadow):
-        ax.plot(days, shadow, marker="x", linestyle=":", label="previous champion in shadow")
-    for before, after in zip(records, records[1:]):
-        if before["champion"] != after["champion"]:
-            ax.axvline(pd.Timestamp(after["day"]), color="grey", alpha=0.5)
-            ax.annotate(f"v{after['champion']}", (pd.Timestamp(after["day"]), ax.get_ylim()[1]), fontsize=8)
-    ax.set_title(f"{records[-1]['family'] if records else ''}: live {metric}")
-    ax.legend(fontsize=8)
-    fig.autofmt_xdate()
-    fig.tight_layout()
-    return fig

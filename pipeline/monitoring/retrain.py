@@ -219,7 +219,7 @@ def _log_to_monitoring_run(settings: Settings, family: str, day: date, retrain: 
     has made one): ``retrain`` 1 or 0 at the day's step, and the decision with its facts."""
     import mlflow
 
-    from pipeline.monitoring.monitor import day_stamp, monitoring_run
+    from pipeline.monitoring.reports import day_stamp, monitoring_run
     from pipeline.tracking import configure_mlflow
 
     run_id = monitoring_run(configure_mlflow(settings), family)

@@ -23,7 +23,8 @@ from pipeline.demo_data import load_reviews
 from pipeline.ingest.history import import_history
 from pipeline.lake import Lake, lake_from_settings
 from pipeline.monitoring.issued import keep_issued
-from pipeline.monitoring.monitor import MONITORING_TAG, monitor_family, probation_shadow
+from pipeline.monitoring.monitor import monitor_family, probation_shadow
+from pipeline.monitoring.reports import MONITORING_TAG
 from pipeline.settings import load_settings
 from pipeline.tracking import configure_mlflow, training_code_digest
 
