@@ -85,3 +85,23 @@ def test_baseline_and_score_agree_on_a_perfect_prediction():
     majority = data.holdout["label"].value_counts(normalize=True).max()
     assert score["macro_f1"] > 0.75 and score["accuracy"] > majority + 0.1
     assert min(score["recall_great"], score["recall_other"]) > 0.7  # both classes, not one
+
+
+def test_fp32_scoring_pads_batches_to_multiples_of_16_with_the_same_answer(model_dir, monkeypatch):
+    """The fewer batch shapes keep scoring's memory down; the extra columns are masked, so
+    in fp32 the answer is the one of exact-width batches (short texts and real Amazon reviews)."""
+    monkeypatch.setenv("RETAIL_SCORING_PRECISION", "fp32")
+    # 64 rows a batch, shortest first: 16 short texts alone in the first, 100 reviews after them
+    texts = pd.DataFrame({"text": (GOOD + BAD) * 8 + _amazon_reviews().holdout["text"].iloc[:100].tolist()})
+    model = sentiment.SentimentModel()
+    model.load_context(type("Context", (), {"artifacts": {"model_dir": str(model_dir)}})())
+    plain, widths = sentiment._bucketed_batches, []
+    monkeypatch.setattr(sentiment, "_bucketed_batches",
+                        lambda *a: [widths.append(b["input_ids"].shape[1]) or b for b in plain(*a)])
+    padded, padded_widths = model.predict(None, texts), widths[:]
+    monkeypatch.setattr(sentiment, "SCORING_PAD_MULTIPLE", 1)
+    widths.clear()
+    exact = model.predict(None, texts)
+    assert all(w % 16 == 0 for w in padded_widths) and any(w % 16 for w in widths), (padded_widths, widths)
+    assert (padded["label"] == exact["label"]).all()
+    np.testing.assert_allclose(padded["p_great"], exact["p_great"], atol=1e-6)
