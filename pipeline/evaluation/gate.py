@@ -166,13 +166,23 @@ def evaluate_gate(
             if se is None or math.isnan(se):
                 se = math.sqrt(target * (1 - target) / n) if n else 0.0
             allowed = max(tolerance, 1.96 * se)
+            # more stock-outs than promised break the plan's promise; fewer cost stock, not sales:
+            # on that side a plan is refused only below half the promised rate (a quantile that
+            # errs a point or two on the safe side in the holdout's own seasons still serves)
+            safe_side = max(allowed, target / 2)
             notes.append(f"service level: demand exceeded the planned level in {share:.1%} of {int(n)} holdout "
-                         f"periods (target {target:.1%} +- {allowed:.1%})")
-            if abs(share - target) > allowed:
+                         f"periods (target {target:.1%}, from {target - safe_side:.1%} to {target + allowed:.1%})")
+            if share - target > allowed:
                 failures.append(Failure(
                     "service_level", "exceed_share", share, target,
                     f"demand exceeded the planned level (the service-level quantile) in {share:.1%} of holdout "
-                    f"periods; the plan promises {target:.1%}, and more than {allowed:.1%} off is refused"))
+                    f"periods; the plan promises {target:.1%}, and more than {allowed:.1%} above it is refused"))
+            elif target - share > safe_side:
+                failures.append(Failure(
+                    "service_level", "exceed_share", share, target,
+                    f"demand exceeded the planned level (the service-level quantile) in only {share:.1%} of holdout "
+                    f"periods; the plan promises {target:.1%}: it overstocks, and under {target - safe_side:.1%} "
+                    "is refused"))
 
     mine = value(challenger, primary, "beats_baseline")
     base = value(baseline, primary, "beats_baseline")
