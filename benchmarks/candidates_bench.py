@@ -179,13 +179,13 @@ def main() -> None:
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--profile", choices=["demo", "production"], default="production")
     args = parser.parse_args()
-    results = {}
-    for name in args.cases:
+    results, where = {}, machine()
+    for name in args.cases:  # the files are rewritten after every case: a long run keeps what it finished
         results[name] = run_case(name, args.profile)
         print(name, results[name]["candidates"], "served:", results[name]["served"], flush=True)
-    where = machine()
-    lines = table(results, where, args.profile)
-    write_results(f"candidates_{args.profile}", {"machine": where, "profile": args.profile, "cases": results}, lines)
+        lines = table(results, where, args.profile)
+        write_results(f"candidates_{args.profile}", {"machine": where, "profile": args.profile, "cases": results},
+                      lines)
     print("\n".join(lines))
 
 
