@@ -165,6 +165,19 @@ class SeriesGrid:
         return len(self.units)
 
 
+def refuse_beyond_horizon(future: pd.DataFrame, horizon: int) -> None:
+    """A ValueError when a series asks for more future periods (rows of ``future``) than a
+    model forecasts at once."""
+    counts = future.groupby(SERIES_KEY).size()
+    too_many = counts[counts > horizon]
+    if len(too_many):
+        first = too_many.index[0]
+        raise ValueError(
+            f"{len(too_many)} series ask for more than the model's horizon of {horizon} "
+            f"future periods (e.g. store {first[0]}, sku {first[1]}: {int(too_many.iloc[0])} rows)"
+        )
+
+
 def median_prices(history: pd.DataFrame) -> dict[tuple[str, str], float]:
     """Each series' median known price in ``history``. A model keeps its training data's, so
     the price relative to it that a question asks with does not depend on how much history

@@ -26,7 +26,7 @@ import pandas as pd
 from pipeline.datasets import FamilyData, sales_question, sales_validation
 from pipeline.evaluation.baselines.forecast import (GradientBoosting, fit_gradient_boosting,
                                                     gbm_history_periods, predict_gradient_boosting)
-from pipeline.series import SERIES_KEY, clean, default_season, infer_period_days
+from pipeline.series import SERIES_KEY, clean, default_season, infer_period_days, refuse_beyond_horizon
 from pipeline.training.classic.store import dump_sklearn, load_sklearn, read_json, write_json
 from pipeline.training.forecaster import calibration
 from pipeline.training.forecaster.predict import OUTPUT_COLUMNS
@@ -170,14 +170,7 @@ def forecast(model: GradientBoosting, table: dict | None, question: pd.DataFrame
     """Forecast the rows of ``question`` whose units are null (see GbmForecasterModel.predict)."""
     asked = clean(question)
     asked = asked[asked["units"].isna()]
-    counts = asked.groupby(SERIES_KEY).size()
-    too_many = counts[counts > model.horizon]
-    if len(too_many):
-        first = too_many.index[0]
-        raise ValueError(
-            f"{len(too_many)} series ask for more than the model's horizon of {model.horizon} "
-            f"future periods (e.g. store {first[0]}, sku {first[1]}: {int(too_many.iloc[0])} rows)"
-        )
+    refuse_beyond_horizon(asked, model.horizon)
     if asked.empty:
         return pd.DataFrame({c: pd.Series(dtype=float) for c in OUTPUT_COLUMNS})
     return point_quantiles(point_forecast(model, question), table, service_level)

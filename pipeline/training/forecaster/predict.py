@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from transformers import TimeSeriesTransformerForPrediction
 
-from pipeline.series import SERIES_KEY, clean
+from pipeline.series import SERIES_KEY, clean, refuse_beyond_horizon
 from pipeline.training.core import select_device
 from pipeline.training.forecaster.model import MODEL_SUBDIR, cpu_threads
 from pipeline.training.forecaster import calibration
@@ -36,14 +36,7 @@ def sample_paths(
     frame = clean(frame)
     future = frame[frame["units"].isna()]
     history = frame[frame["units"].notna()]
-    counts = future.groupby(SERIES_KEY).size()
-    too_many = counts[counts > meta.horizon]
-    if len(too_many):
-        first = too_many.index[0]
-        raise ValueError(
-            f"{len(too_many)} series ask for more than the model's horizon of {meta.horizon} "
-            f"future periods (e.g. store {first[0]}, sku {first[1]}: {int(too_many.iloc[0])} rows)"
-        )
+    refuse_beyond_horizon(future, meta.horizon)
     if future.empty:
         return None
     future_keys = future[SERIES_KEY].drop_duplicates()
