@@ -50,7 +50,8 @@ def test_the_demo_profile_is_small_and_the_defaults_are_for_production(monkeypat
     assert load_settings().training.forecaster.epochs == 10  # sections the file leaves out keep their defaults
 
     monkeypatch.delenv("RETAIL_TRAINING__SENTIMENT__EPOCHS")
-    monkeypatch.delenv("RETAIL_CONFIG_FILE")
+    # set and empty: the production defaults, whatever profile this checkout's var/ remembers
+    monkeypatch.setenv("RETAIL_CONFIG_FILE", "")
     production = load_settings().training.sentiment
     assert production.max_train_rows >= 10 * demo.max_train_rows and production.max_length == 0  # from the data
     assert production.epochs > 1 and production.early_stopping_patience >= 1 and production.base_model == "auto"
