@@ -70,6 +70,11 @@ class Candidate:
 
 
 KINDS = ("transformer", "classic", "blend")
+
+
+def candidate_tag(name: str) -> str:
+    """The training run's tag that holds candidate ``name``'s model URI."""
+    return f"candidate.{name}.model_uri"
 TRANSFORMER = Candidate("transformer", "transformer")
 
 

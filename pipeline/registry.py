@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from pipeline import zones
+from pipeline.families import candidate_tag
 from pipeline.lake import Lake, lake_from_settings
 from pipeline.settings import Settings
 from pipeline.tracking import configure_mlflow
@@ -150,7 +151,7 @@ def register(settings: Settings, family: str, run_id: str, decision: dict) -> st
         version = str(min(int(mv.version) for mv in registered))
         log.info("%s version %s was already registered for run %s", name, version, run_id)
         return version
-    model_uri = run.data.tags.get(f"candidate.{candidate}.model_uri") or run.data.tags["model_uri"]
+    model_uri = run.data.tags.get(candidate_tag(candidate)) or run.data.tags["model_uri"]
     version = str(mlflow.register_model(model_uri, name, tags={"family": family, **tags}).version)
     log.info("registered %s version %s: candidate %s (%s), gate %s", name, version, candidate, tags["model_kind"],
              "passed" if decision["passed"] else "failed")

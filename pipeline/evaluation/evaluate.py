@@ -14,7 +14,7 @@ from pipeline.datasets import FamilyData, load_dataset
 from pipeline.evaluation.bootstrap import Comparison, paired_bootstrap
 from pipeline.evaluation.gate import CandidateResult, Evidence, choose_candidate, rank_by
 from pipeline.evaluation.metrics import LOWER_IS_BETTER, best_first
-from pipeline.families import Family, get_family
+from pipeline.families import Family, candidate_tag, get_family
 from pipeline.lake import lake_from_settings
 from pipeline.registry import champion_version
 from pipeline.settings import Settings
@@ -23,14 +23,13 @@ from pipeline.tracking import configure_mlflow, mlflow_key, run_address
 log = logging.getLogger(__name__)
 
 
-def candidate_models(tags: dict[str, str]) -> dict[str, tuple[str, str]]:
-    """Each candidate's (kind, model URI) from a training run's tags (``candidate.<name>.*``);
-    a run logged with one model only (``model_uri``) is a transformer alone."""
-    found = {key.split(".")[1]: value for key, value in tags.items()
-             if key.startswith("candidate.") and key.endswith(".model_uri")}
+def candidate_models(record: Family, tags: dict[str, str]) -> dict[str, tuple[str, str]]:
+    """Each of the family's candidates the training run logged: (kind, model URI); a run
+    logged with one model only (``model_uri``) is a transformer alone."""
+    found = {c.name: (c.kind, tags[candidate_tag(c.name)]) for c in record.candidates if candidate_tag(c.name) in tags}
     if not found and tags.get("model_uri"):
         return {"transformer": ("transformer", tags["model_uri"])}
-    return {name: (tags.get(f"candidate.{name}.kind", "transformer"), uri) for name, uri in found.items()}
+    return found
 
 
 def ask(predict: Callable[[FamilyData], pd.DataFrame], windows: list[FamilyData]) -> pd.DataFrame:
@@ -66,7 +65,7 @@ def evaluate_run(settings: Settings, family: str, dataset_uri: str, run_id: str)
     if basis:
         log.info("%s question: %s", family, basis)
     score, slicer, units_of = record.function("score"), record.function("slices"), record.function("units")
-    candidates = candidate_models(tags)
+    candidates = candidate_models(record, tags)
     models = {name: mlflow.pyfunc.load_model(uri) for name, (_, uri) in candidates.items()}
     champion = champion_version(settings, family)
     if champion is not None:

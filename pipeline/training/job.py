@@ -20,9 +20,9 @@ import torch
 
 from pipeline import zones
 from pipeline.datasets import FamilyData, load_dataset, load_lineage
-from pipeline.families import Candidate, Family, get_family
+from pipeline.families import Candidate, Family, candidate_tag, get_family
 from pipeline.lake import lake_from_settings
-from pipeline.registry import champion_version
+from pipeline.registry import champion_version, version_kind
 from pipeline.settings import PROJECT_ROOT, Settings
 from pipeline.tracking import code_version, configure_mlflow, mlflow_key, run_address, training_code_digest
 from pipeline.training.core import Checkpointer, RunOptions, TrainHistory
@@ -57,12 +57,10 @@ def input_example(family: Family, data: FamilyData, hp: Any) -> pd.DataFrame | t
 def champion_model_dir(settings: Settings, family: str, into: Path) -> Path | None:
     """The champion's model folder (for a warm start), or None without a champion or when the
     champion is not a transformer (a classic model or a blend has no weights to start from)."""
-    from mlflow import MlflowClient
-
     champion = champion_version(settings, family)
     if champion is None:
         return None
-    kind = MlflowClient().get_model_version(settings.model_name(family), champion).tags.get("model_kind", "transformer")
+    kind = version_kind(settings, family, champion)
     if kind != "transformer":
         log.info("%s champion v%s is a %s model: the transformer starts from its base model", family, champion, kind)
         return None
@@ -206,6 +204,7 @@ def train_model(settings: Settings, family: str, dataset_uri: str, day: date) ->
         log.info("MLflow run: %s", run_address(settings, run.info.experiment_id, run.info.run_id))
         logged = mlflow.get_run(run.info.run_id).data.tags  # what a run that did not finish already logged
         folders: dict[str, Path] = {}
+        example = input_example(record, data, hp)  # every candidate answers the same question
         for candidate in record.candidates:
             uri = logged.get(candidate_tag(candidate.name))
             if uri:  # logged before the run was interrupted: its folder, for a blend that needs it
@@ -225,7 +224,7 @@ def train_model(settings: Settings, family: str, dataset_uri: str, day: date) ->
                 name="model" if candidate.kind == "transformer" else candidate.name,
                 python_model=record.pyfunc(candidate.name),
                 artifacts={"model_dir": str(folder)},
-                input_example=input_example(record, data, hp),
+                input_example=example,
                 code_paths=[str(PROJECT_ROOT / "pipeline")],
                 pip_requirements=[f"{p}=={version(p)}" for p in RUNTIME_PACKAGES] + [f"mlflow=={version('mlflow')}"],
             )
@@ -237,11 +236,6 @@ def train_model(settings: Settings, family: str, dataset_uri: str, day: date) ->
                      seconds, info.model_uri)
         mlflow.set_tag("candidates", ",".join(folders))
         return run.info.run_id
-
-
-def candidate_tag(name: str) -> str:
-    """The run tag that holds a candidate's model URI."""
-    return f"candidate.{name}.model_uri"
 
 
 def logged_model_dir(model_uri: str, into: Path) -> Path:
